@@ -1,0 +1,104 @@
+//! Nearest-even hot paths without flags, for the simulator and the benches.
+//!
+//! binary16 and bfloat16 add, sub, mul, div and sqrt computed in f32 and rounded once to the
+//! narrow format are correctly rounded: f32 carries 24 >= 2p + 2 significand bits for p = 11
+//! (binary16) and p = 8 (bfloat16), so the double rounding is innocuous (Figueroa, "When is double
+//! rounding innocuous?", 1995). fma is not among them: use [`crate::arith::fma`].
+//! The f32 -> f16 conversion here is `half`'s, which is a single correct rounding (F16C where the
+//! CPU has it); NaN results are quiet but their payload follows the hardware, not [`crate::NanStyle`].
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+/// `a + b` in binary16, nearest-even.
+#[inline]
+pub fn add_f16(a: f16, b: f16) -> f16 {
+    f16::from_f32(a.to_f32() + b.to_f32())
+}
+
+/// `a - b` in binary16, nearest-even.
+#[inline]
+pub fn sub_f16(a: f16, b: f16) -> f16 {
+    f16::from_f32(a.to_f32() - b.to_f32())
+}
+
+/// `a * b` in binary16, nearest-even.
+#[inline]
+pub fn mul_f16(a: f16, b: f16) -> f16 {
+    f16::from_f32(a.to_f32() * b.to_f32())
+}
+
+/// `a / b` in binary16, nearest-even.
+#[inline]
+pub fn div_f16(a: f16, b: f16) -> f16 {
+    f16::from_f32(a.to_f32() / b.to_f32())
+}
+
+/// `sqrt(a)` in binary16, nearest-even.
+#[inline]
+pub fn sqrt_f16(a: f16) -> f16 {
+    f16::from_f32(libm::sqrtf(a.to_f32()))
+}
+
+/// `a + b` in bfloat16, nearest-even.
+#[inline]
+pub fn add_bf16(a: bf16, b: bf16) -> bf16 {
+    bf16::from_f32(a.to_f32() + b.to_f32())
+}
+
+/// `a - b` in bfloat16, nearest-even.
+#[inline]
+pub fn sub_bf16(a: bf16, b: bf16) -> bf16 {
+    bf16::from_f32(a.to_f32() - b.to_f32())
+}
+
+/// `a * b` in bfloat16, nearest-even.
+#[inline]
+pub fn mul_bf16(a: bf16, b: bf16) -> bf16 {
+    bf16::from_f32(a.to_f32() * b.to_f32())
+}
+
+/// `a / b` in bfloat16, nearest-even.
+#[inline]
+pub fn div_bf16(a: bf16, b: bf16) -> bf16 {
+    bf16::from_f32(a.to_f32() / b.to_f32())
+}
+
+/// `sqrt(a)` in bfloat16, nearest-even.
+#[inline]
+pub fn sqrt_bf16(a: bf16) -> bf16 {
+    bf16::from_f32(libm::sqrtf(a.to_f32()))
+}
+
+/// Chunk size for the in-place round trips: small enough to live on the stack.
+const CHUNK: usize = 256;
+
+/// Rounds every element to the nearest binary16 value (ties to even) and back to f32, in place:
+/// what storing an f32 tensor as fp16 does. Overflow gives +-inf, tiny values become subnormal or
+/// zero. Uses F16C through `half` where the CPU has it.
+pub fn round_slice_through_f16(values: &mut [f32]) {
+    let mut buf = [f16::ZERO; CHUNK];
+    for chunk in values.chunks_mut(CHUNK) {
+        let narrow = &mut buf[..chunk.len()];
+        narrow.convert_from_f32_slice(chunk);
+        narrow.convert_to_f32_slice(chunk);
+    }
+}
+
+/// Rounds every element to the nearest bfloat16 value (ties to even) and back to f32, in place.
+pub fn round_slice_through_bf16(values: &mut [f32]) {
+    for v in values.iter_mut() {
+        *v = bf16::from_f32(*v).to_f32();
+    }
+}
+
+/// Converts f32 to binary16, nearest-even, element by element (`dst.len()` must equal `src.len()`;
+/// a mismatch panics, as `copy_from_slice` does).
+pub fn f32_slice_to_f16(src: &[f32], dst: &mut [f16]) {
+    dst.convert_from_f32_slice(src);
+}
+
+/// Converts binary16 to f32 (exact), element by element (lengths must match).
+pub fn f16_slice_to_f32(src: &[f16], dst: &mut [f32]) {
+    src.convert_to_f32_slice(dst);
+}

@@ -1,0 +1,2 @@
+//! # halfscale-sim
+//! CPU training of the seed's SimpleCNN on MNIST.

@@ -1,0 +1,9 @@
+//! `halfscale f16`.
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    ExitCode::FAILURE
+}

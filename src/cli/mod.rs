@@ -1,0 +1,4 @@
+//! The `halfscale` subcommands, one module each.
+pub mod f16;
+pub mod scaler;
+pub mod train;

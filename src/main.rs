@@ -1,0 +1,29 @@
+use clap::{Parser, Subcommand};
+use halfscale::cli;
+use std::process::ExitCode;
+
+/// Mixed-precision training numerics, verifiable bit for bit.
+#[derive(Parser)]
+#[command(name = "halfscale", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Binary16/bfloat16 arithmetic with explicit rounding and IEEE flags.
+    F16(cli::f16::Args),
+    /// Loss-scaler tools.
+    Scaler(cli::scaler::Args),
+    /// Train the seed's SimpleCNN on MNIST (CPU by default).
+    Train(cli::train::Args),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::F16(args) => cli::f16::run(args),
+        Command::Scaler(args) => cli::scaler::run(args),
+        Command::Train(args) => cli::train::run(args),
+    }
+}
