@@ -2,7 +2,8 @@
 //!
 //! A format has `EXP_BITS` exponent bits and `FRAC_BITS` stored significand bits (the leading bit is
 //! implicit), IEEE 754 layout: sign, biased exponent, fraction. binary16 is (5, 10), bfloat16 (8, 7);
-//! an fp8 format would be another two lines.
+//! an fp8 format would be another two lines. `f32` and `f64` are formats too, so conversions
+//! between any two are one generic function; the arithmetic is for precisions up to 24 bits.
 
 use half::{bf16, f16};
 
@@ -15,44 +16,68 @@ pub trait Format: Copy + core::fmt::Debug + PartialEq + 'static {
     /// Short name, as used by the CLI (`f16`, `bf16`).
     const NAME: &'static str;
 
-    fn to_bits(self) -> u32;
+    fn to_bits(self) -> u64;
     /// Builds a value from its bit pattern; bits above the format's width are ignored.
-    fn from_bits(bits: u32) -> Self;
+    fn from_bits(bits: u64) -> Self;
 
     // Derived constants, the same for every format.
     /// Total width in bits.
     const WIDTH: u32 = 1 + Self::EXP_BITS + Self::FRAC_BITS;
     /// Precision in bits, the implicit leading one included.
     const PRECISION: u32 = Self::FRAC_BITS + 1;
-    const SIGN_MASK: u32 = 1 << (Self::WIDTH - 1);
-    const EXP_MASK: u32 = ((1 << Self::EXP_BITS) - 1) << Self::FRAC_BITS;
-    const FRAC_MASK: u32 = (1 << Self::FRAC_BITS) - 1;
+    const SIGN_MASK: u64 = 1 << (Self::WIDTH - 1);
+    const EXP_MASK: u64 = ((1 << Self::EXP_BITS) - 1) << Self::FRAC_BITS;
+    const FRAC_MASK: u64 = (1 << Self::FRAC_BITS) - 1;
     /// Quiet bit: the top fraction bit (IEEE 754-2008 clause 6.2.1 recommendation).
-    const QUIET_BIT: u32 = 1 << (Self::FRAC_BITS - 1);
+    const QUIET_BIT: u64 = 1 << (Self::FRAC_BITS - 1);
     const BIAS: i32 = (1 << (Self::EXP_BITS - 1)) - 1;
     /// Exponent of the smallest normal number.
     const EMIN: i32 = 1 - Self::BIAS;
     /// Exponent of the largest finite number.
     const EMAX: i32 = Self::BIAS;
-    const INFINITY_BITS: u32 = Self::EXP_MASK;
-    const MAX_FINITE_BITS: u32 = Self::EXP_MASK - 1;
+    const INFINITY_BITS: u64 = Self::EXP_MASK;
+    const MAX_FINITE_BITS: u64 = Self::EXP_MASK - 1;
     /// Default NaN of the x86 SSE convention: sign set, quiet bit set, payload zero.
-    const X86_DEFAULT_NAN: u32 = Self::SIGN_MASK | Self::EXP_MASK | Self::QUIET_BIT;
+    const X86_DEFAULT_NAN: u64 = Self::SIGN_MASK | Self::EXP_MASK | Self::QUIET_BIT;
     /// Positive canonical quiet NaN (ARM default-NaN mode, RISC-V).
-    const CANONICAL_NAN: u32 = Self::EXP_MASK | Self::QUIET_BIT;
+    const CANONICAL_NAN: u64 = Self::EXP_MASK | Self::QUIET_BIT;
     /// CUDA's canonical NaN: every bit but the sign.
-    const CUDA_NAN: u32 = Self::EXP_MASK | Self::FRAC_MASK;
+    const CUDA_NAN: u64 = Self::EXP_MASK | Self::FRAC_MASK;
 }
 
 impl Format for f16 {
     const EXP_BITS: u32 = 5;
     const FRAC_BITS: u32 = 10;
     const NAME: &'static str = "f16";
-    fn to_bits(self) -> u32 {
-        u32::from(f16::to_bits(self))
+    fn to_bits(self) -> u64 {
+        u64::from(f16::to_bits(self))
     }
-    fn from_bits(bits: u32) -> Self {
+    fn from_bits(bits: u64) -> Self {
         f16::from_bits(bits as u16)
+    }
+}
+
+impl Format for f32 {
+    const EXP_BITS: u32 = 8;
+    const FRAC_BITS: u32 = 23;
+    const NAME: &'static str = "f32";
+    fn to_bits(self) -> u64 {
+        u64::from(f32::to_bits(self))
+    }
+    fn from_bits(bits: u64) -> Self {
+        f32::from_bits(bits as u32)
+    }
+}
+
+impl Format for f64 {
+    const EXP_BITS: u32 = 11;
+    const FRAC_BITS: u32 = 52;
+    const NAME: &'static str = "f64";
+    fn to_bits(self) -> u64 {
+        f64::to_bits(self)
+    }
+    fn from_bits(bits: u64) -> Self {
+        f64::from_bits(bits)
     }
 }
 
@@ -60,10 +85,10 @@ impl Format for bf16 {
     const EXP_BITS: u32 = 8;
     const FRAC_BITS: u32 = 7;
     const NAME: &'static str = "bf16";
-    fn to_bits(self) -> u32 {
-        u32::from(bf16::to_bits(self))
+    fn to_bits(self) -> u64 {
+        u64::from(bf16::to_bits(self))
     }
-    fn from_bits(bits: u32) -> Self {
+    fn from_bits(bits: u64) -> Self {
         bf16::from_bits(bits as u16)
     }
 }
@@ -78,7 +103,7 @@ pub(crate) enum Unpacked {
     Nan { sign: bool, signalling: bool },
 }
 
-pub(crate) fn unpack<F: Format>(bits: u32) -> Unpacked {
+pub(crate) fn unpack<F: Format>(bits: u64) -> Unpacked {
     let sign = bits & F::SIGN_MASK != 0;
     let biased = ((bits & F::EXP_MASK) >> F::FRAC_BITS) as i32;
     let frac = bits & F::FRAC_MASK;
@@ -99,27 +124,27 @@ pub(crate) fn unpack<F: Format>(bits: u32) -> Unpacked {
             Unpacked::Finite {
                 sign,
                 exp: F::EMIN - frac_bits,
-                sig: u64::from(frac),
+                sig: frac,
             }
         }
     } else {
         Unpacked::Finite {
             sign,
             exp: biased - F::BIAS - frac_bits,
-            sig: u64::from(frac | (1 << F::FRAC_BITS)),
+            sig: frac | (1 << F::FRAC_BITS),
         }
     }
 }
 
-pub(crate) fn is_nan_bits<F: Format>(bits: u32) -> bool {
+pub(crate) fn is_nan_bits<F: Format>(bits: u64) -> bool {
     bits & !F::SIGN_MASK > F::EXP_MASK
 }
 
-pub(crate) fn is_signalling_bits<F: Format>(bits: u32) -> bool {
+pub(crate) fn is_signalling_bits<F: Format>(bits: u64) -> bool {
     is_nan_bits::<F>(bits) && bits & F::QUIET_BIT == 0
 }
 
-pub(crate) const fn signed_zero<F: Format>(sign: bool) -> u32 {
+pub(crate) const fn signed_zero<F: Format>(sign: bool) -> u64 {
     if sign {
         F::SIGN_MASK
     } else {
@@ -127,6 +152,6 @@ pub(crate) const fn signed_zero<F: Format>(sign: bool) -> u32 {
     }
 }
 
-pub(crate) const fn signed_inf<F: Format>(sign: bool) -> u32 {
+pub(crate) const fn signed_inf<F: Format>(sign: bool) -> u64 {
     signed_zero::<F>(sign) | F::INFINITY_BITS
 }

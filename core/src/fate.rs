@@ -1,0 +1,257 @@
+//! What storing a wide value in a narrow format does to it: the *fate* of `x * scale` under a
+//! nearest-even conversion to binary16 or bfloat16, a census of a whole slice, and the window of
+//! power-of-two loss scales that keeps a slice finite while losing the least to underflow.
+//!
+//! These answer the question loss scaling exists for: how many gradient elements would be
+//! flushed to zero, lose bits as subnormals, or overflow, at a given scale.
+
+use crate::convert::convert;
+use crate::env::{Flags, FpEnv, RoundingMode};
+use crate::format::Format;
+
+/// The fate of one value stored in a narrow format (nearest-even).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fate {
+    /// Exactly zero before and after.
+    Zero,
+    /// A normal number, stored exactly.
+    Exact,
+    /// A normal number, rounded (relative error at most 2^-precision).
+    Rounded,
+    /// A non-zero subnormal result: `bits_lost` significand bits fewer than a normal number has
+    /// (1 ..= FRAC_BITS); `exact` when the value happened to need no more bits than it kept.
+    Subnormal { bits_lost: u32, exact: bool },
+    /// A non-zero value that became zero: the gradient is lost.
+    FlushedToZero,
+    /// A finite value that became +-inf.
+    Overflow,
+    /// The input was NaN (or `inf * 0`).
+    Nan,
+    /// The input was already infinite.
+    Inf,
+}
+
+impl Fate {
+    /// Whether the value lost information to underflow (subnormal with lost bits, or flushed).
+    pub const fn is_underflow(self) -> bool {
+        matches!(
+            self,
+            Fate::FlushedToZero | Fate::Subnormal { exact: false, .. }
+        )
+    }
+}
+
+/// The fate of `x * scale` (the product taken in f64, exact for f32 operands) stored in `F`.
+pub fn fate<F: Format>(x: f64, scale: f64) -> Fate {
+    fate_of::<F>(x * scale)
+}
+
+/// The fate of an f32 value times an f32 scale stored in `F`; the product is exact.
+pub fn fate_f32<F: Format>(x: f32, scale: f32) -> Fate {
+    fate_of::<F>(f64::from(x) * f64::from(scale))
+}
+
+fn fate_of<F: Format>(y: f64) -> Fate {
+    if y.is_nan() {
+        return Fate::Nan;
+    }
+    if y.is_infinite() {
+        return Fate::Inf;
+    }
+    if y == 0.0 {
+        return Fate::Zero;
+    }
+    let mut env = FpEnv::new(RoundingMode::NearestEven);
+    let stored: F = convert::<f64, F>(y, &mut env);
+    let bits = stored.to_bits();
+    let exact = !env.flags.contains(Flags::INEXACT);
+    if bits & !F::SIGN_MASK == F::INFINITY_BITS {
+        Fate::Overflow
+    } else if bits & !F::SIGN_MASK == 0 {
+        Fate::FlushedToZero
+    } else if bits & F::EXP_MASK == 0 {
+        // A subnormal with its leading one at bit k of the fraction keeps k + 1 bits.
+        let frac = bits & F::FRAC_MASK;
+        let kept = 64 - frac.leading_zeros();
+        Fate::Subnormal {
+            bits_lost: F::PRECISION - kept,
+            exact,
+        }
+    } else if exact {
+        Fate::Exact
+    } else {
+        Fate::Rounded
+    }
+}
+
+/// Lowest binary exponent the census histogram tells apart; lower ones share the first bin.
+pub const HIST_MIN_EXP: i32 = -192;
+/// Number of histogram bins: exponents `HIST_MIN_EXP ..= HIST_MIN_EXP + HIST_BINS - 1`, the last
+/// bin also holding everything above.
+pub const HIST_BINS: usize = 384;
+
+/// Counts per fate over a slice, with a histogram of binary exponents of the scaled values and
+/// the extreme magnitudes of the unscaled ones. Fixed size, no allocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Census {
+    pub zero: u64,
+    pub exact: u64,
+    pub rounded: u64,
+    /// Non-zero subnormal results, exact or not.
+    pub subnormal: u64,
+    /// Of `subnormal`, those that lost bits.
+    pub subnormal_inexact: u64,
+    pub flushed_to_zero: u64,
+    pub overflow: u64,
+    pub nan: u64,
+    pub inf: u64,
+    /// `hist[i]` counts finite non-zero scaled values with `floor(log2|x * scale|) == HIST_MIN_EXP + i`
+    /// (clamped to the ends).
+    pub exp_hist: [u64; HIST_BINS],
+    /// Largest finite `|x|` (unscaled), 0 when there is none.
+    pub max_abs: f64,
+    /// Smallest non-zero finite `|x|` (unscaled), `f64::INFINITY` when there is none.
+    pub min_nonzero_abs: f64,
+}
+
+impl Default for Census {
+    fn default() -> Self {
+        Census {
+            zero: 0,
+            exact: 0,
+            rounded: 0,
+            subnormal: 0,
+            subnormal_inexact: 0,
+            flushed_to_zero: 0,
+            overflow: 0,
+            nan: 0,
+            inf: 0,
+            exp_hist: [0; HIST_BINS],
+            max_abs: 0.0,
+            min_nonzero_abs: f64::INFINITY,
+        }
+    }
+}
+
+impl Census {
+    /// Total number of values counted.
+    pub fn total(&self) -> u64 {
+        self.zero
+            + self.exact
+            + self.rounded
+            + self.subnormal
+            + self.flushed_to_zero
+            + self.overflow
+            + self.nan
+            + self.inf
+    }
+
+    /// Values that lost information to underflow: flushed to zero or inexact subnormals.
+    pub fn underflowed(&self) -> u64 {
+        self.flushed_to_zero + self.subnormal_inexact
+    }
+
+    /// Counts one value, stored in `F`.
+    pub fn add<F: Format>(&mut self, x: f64, scale: f64) {
+        match fate::<F>(x, scale) {
+            Fate::Zero => self.zero += 1,
+            Fate::Exact => self.exact += 1,
+            Fate::Rounded => self.rounded += 1,
+            Fate::Subnormal { exact, .. } => {
+                self.subnormal += 1;
+                self.subnormal_inexact += u64::from(!exact);
+            }
+            Fate::FlushedToZero => self.flushed_to_zero += 1,
+            Fate::Overflow => self.overflow += 1,
+            Fate::Nan => self.nan += 1,
+            Fate::Inf => self.inf += 1,
+        }
+        let y = (x * scale).abs();
+        if y.is_finite() && y != 0.0 {
+            let bin = (libm::ilogb(y) - HIST_MIN_EXP).clamp(0, HIST_BINS as i32 - 1);
+            self.exp_hist[bin as usize] += 1;
+        }
+        let ax = x.abs();
+        if ax.is_finite() && ax != 0.0 {
+            self.max_abs = self.max_abs.max(ax);
+            self.min_nonzero_abs = self.min_nonzero_abs.min(ax);
+        }
+    }
+
+    /// Merges another census into this one (for parallel or per-layer sums).
+    pub fn merge(&mut self, other: &Census) {
+        self.zero += other.zero;
+        self.exact += other.exact;
+        self.rounded += other.rounded;
+        self.subnormal += other.subnormal;
+        self.subnormal_inexact += other.subnormal_inexact;
+        self.flushed_to_zero += other.flushed_to_zero;
+        self.overflow += other.overflow;
+        self.nan += other.nan;
+        self.inf += other.inf;
+        for (a, b) in self.exp_hist.iter_mut().zip(other.exp_hist.iter()) {
+            *a += b;
+        }
+        self.max_abs = self.max_abs.max(other.max_abs);
+        self.min_nonzero_abs = self.min_nonzero_abs.min(other.min_nonzero_abs);
+    }
+}
+
+/// The census of `values * scale` stored in `F` (products exact in f64).
+pub fn census<F: Format>(values: &[f32], scale: f32) -> Census {
+    let mut c = Census::default();
+    for &x in values {
+        c.add::<F>(f64::from(x), f64::from(scale));
+    }
+    c
+}
+
+/// The power-of-two scales `2^k` worth using on a slice, from its [`Census`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaleWindow {
+    /// Largest `k` for which no element overflows.
+    pub max_exp: i32,
+    /// Smallest `k` for which no non-zero element is flushed to zero.
+    pub min_exp_no_flush: i32,
+    /// The scale exponent that loses the fewest elements to underflow without overflowing any:
+    /// underflow only shrinks as the scale grows, so it is `max_exp`.
+    pub best_exp: i32,
+}
+
+impl ScaleWindow {
+    /// Whether some scale keeps every element finite and none flushed to zero.
+    pub fn is_lossless(&self) -> bool {
+        self.min_exp_no_flush <= self.max_exp
+    }
+}
+
+/// The safe window of power-of-two scales for the values a census saw, storing into `F`;
+/// `None` when the census saw no finite non-zero value.
+pub fn safe_scale_window<F: Format>(census: &Census) -> Option<ScaleWindow> {
+    if census.max_abs == 0.0 || !census.min_nonzero_abs.is_finite() {
+        return None;
+    }
+    let overflows = |k: i32| fate::<F>(census.max_abs, libm::ldexp(1.0, k)) == Fate::Overflow;
+    let flushes =
+        |k: i32| fate::<F>(census.min_nonzero_abs, libm::ldexp(1.0, k)) == Fate::FlushedToZero;
+    // Start from the exponent estimate and step at most two places to the exact boundary.
+    let mut max_exp = F::EMAX - libm::ilogb(census.max_abs);
+    while overflows(max_exp) {
+        max_exp -= 1;
+    }
+    while !overflows(max_exp + 1) {
+        max_exp += 1;
+    }
+    let mut min_exp = F::EMIN - F::FRAC_BITS as i32 - 1 - libm::ilogb(census.min_nonzero_abs);
+    while flushes(min_exp) {
+        min_exp += 1;
+    }
+    while !flushes(min_exp - 1) {
+        min_exp -= 1;
+    }
+    Some(ScaleWindow {
+        max_exp,
+        min_exp_no_flush: min_exp,
+        best_exp: max_exp,
+    })
+}
