@@ -1,2 +1,33 @@
 //! # halfscale-sim
-//! CPU training of the seed's SimpleCNN on MNIST.
+//!
+//! The seed's workload on the CPU: MNIST (any 28x28 IDX set), the `SimpleCNN`, cross-entropy on
+//! log-softmax, `torch.optim.Adam`, in f32 or in emulated autocast mixed precision (fp16, bf16)
+//! with the core's loss scaler, every mixed step optionally cross-checked against an f32
+//! reference step from the same weights and batch.
+//!
+//! One concept per module: data ([`idx`], [`dataset`], [`rng`]), layers ([`conv2d`], [`pool`],
+//! [`relu`], [`linear`], [`loss`], over [`gemm`]), the model ([`model`]) and optimizer
+//! ([`adam`]), the device interface ([`backend`]) and its CPU implementation ([`cpu`], with the
+//! autocast rules in [`mixed`]), the loop ([`train`]), the cross-check ([`crosscheck`]), and
+//! output ([`metrics`], [`plot`]).
+
+pub mod adam;
+pub mod backend;
+pub mod conv2d;
+pub mod cpu;
+pub mod dataset;
+pub mod error;
+pub mod gemm;
+pub mod idx;
+pub mod linear;
+pub mod loss;
+pub mod mixed;
+pub mod model;
+pub mod pool;
+pub mod relu;
+pub mod rng;
+
+pub use backend::{Backend, Batch, EvalStats, GradCheck};
+pub use error::{Result, SimError};
+pub use mixed::Precision;
+pub use model::{Layer, Params};

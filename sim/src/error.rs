@@ -1,0 +1,83 @@
+//! The one error type of the simulator: every way loading data, training or writing output can
+//! fail, each variant carrying the file or directory and what was wrong with it, so the CLI can
+//! print one line that says what and where.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `halfscale-sim`. Never a panic on bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The file could not be opened or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file starts like gzip but does not decompress.
+    #[error("{}: gzip error: {message}", path.display())]
+    Gzip { path: PathBuf, message: String },
+    /// The first four bytes are not an IDX magic number of the expected kind.
+    #[error("{}: bad magic {found:#010x}: expected {expected:#010x} (IDX, unsigned bytes, {dims} dimension(s))", path.display())]
+    BadMagic {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        dims: u8,
+    },
+    /// The header or the payload is shorter than the header says.
+    #[error("{}: truncated: expected {expected} bytes, found {found}", path.display())]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    /// More bytes than the header accounts for: a wrong header or a concatenated file.
+    #[error("{}: trailing data: expected {expected} bytes, found {found}", path.display())]
+    TrailingData {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    /// The dimensions in the header do not fit the model (28x28 images, one label each).
+    #[error("{}: wrong dimensions: found {found:?}, expected {expected}", path.display())]
+    WrongDims {
+        path: PathBuf,
+        found: Vec<u32>,
+        expected: &'static str,
+    },
+    /// A label outside the model's ten classes.
+    #[error("{}: label {label} at index {index} is outside 0..=9", path.display())]
+    BadLabel {
+        path: PathBuf,
+        index: usize,
+        label: u8,
+    },
+    /// The image and label files of one split disagree on the number of examples.
+    #[error("{} holds {images} images but {} holds {labels} labels", images_path.display(), labels_path.display())]
+    CountMismatch {
+        images_path: PathBuf,
+        images: usize,
+        labels_path: PathBuf,
+        labels: usize,
+    },
+    /// The data directory lacks some of the four IDX files.
+    #[error("{}: missing {}; looked for {} (with or without .gz); point --data at a directory holding the four IDX files (MNIST's are in data/MNIST/raw)", dir.display(), missing.join(", "), looked_for.join(", "))]
+    MissingFiles {
+        dir: PathBuf,
+        missing: Vec<String>,
+        looked_for: Vec<String>,
+    },
+    /// A batch or buffer of the wrong size was handed to a backend.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// An output file (metrics, plot) could not be written.
+    #[error("{}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+    /// A configuration value out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// `Result` with [`SimError`].
+pub type Result<T, E = SimError> = std::result::Result<T, E>;

@@ -1,0 +1,284 @@
+//! Every layer's forward against a direct f64 implementation and its backward against central
+//! finite differences of that forward, in f64 (the layers are generic over f32/f64).
+
+use halfscale_sim::conv2d::Conv2d;
+use halfscale_sim::linear::Linear;
+use halfscale_sim::rng::SeededRng;
+use halfscale_sim::{loss, pool, relu};
+
+fn rand_vec(rng: &mut SeededRng, len: usize) -> Vec<f64> {
+    (0..len)
+        .map(|_| f64::from(rng.uniform(-1.0, 1.0)))
+        .collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `|a - b| <= tol * max(1, |b|)` elementwise.
+fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * y.abs().max(1.0),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+/// Central differences of `f` at `x`, step `h`.
+fn finite_diff(x: &[f64], h: f64, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
+    let mut xx = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let orig = xx[i];
+            xx[i] = orig + h;
+            let up = f(&xx);
+            xx[i] = orig - h;
+            let down = f(&xx);
+            xx[i] = orig;
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+const CONV: Conv2d = Conv2d {
+    in_channels: 3,
+    out_channels: 4,
+    kernel: 3,
+    in_height: 7,
+    in_width: 6,
+};
+const N: usize = 3;
+
+/// Direct convolution, CNHW in and out.
+fn conv_direct(c: &Conv2d, n: usize, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    let (oh, ow, k) = (c.out_height(), c.out_width(), c.kernel);
+    let mut y = vec![0.0; c.output_len(n)];
+    for o in 0..c.out_channels {
+        for img in 0..n {
+            for yy in 0..oh {
+                for xx in 0..ow {
+                    let mut s = b[o];
+                    for ci in 0..c.in_channels {
+                        for i in 0..k {
+                            for j in 0..k {
+                                s += w[((o * c.in_channels + ci) * k + i) * k + j]
+                                    * x[((ci * n + img) * c.in_height + yy + i) * c.in_width
+                                        + xx
+                                        + j];
+                            }
+                        }
+                    }
+                    y[((o * n + img) * oh + yy) * ow + xx] = s;
+                }
+            }
+        }
+    }
+    y
+}
+
+fn conv_ours(c: &Conv2d, n: usize, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut col = vec![0.0; c.col_len(n)];
+    let mut y = vec![0.0; c.output_len(n)];
+    c.im2col(n, x, &mut col);
+    c.forward(n, &col, w, b, &mut y);
+    y
+}
+
+#[test]
+fn conv2d_forward_matches_direct() {
+    let mut rng = SeededRng::new(1);
+    let x = rand_vec(&mut rng, CONV.input_len(N));
+    let w = rand_vec(&mut rng, CONV.weight_len());
+    let b = rand_vec(&mut rng, CONV.out_channels);
+    assert_close(
+        "y",
+        &conv_ours(&CONV, N, &x, &w, &b),
+        &conv_direct(&CONV, N, &x, &w, &b),
+        1e-12,
+    );
+}
+
+#[test]
+fn conv2d_backward_matches_finite_differences() {
+    let mut rng = SeededRng::new(2);
+    let x = rand_vec(&mut rng, CONV.input_len(N));
+    let w = rand_vec(&mut rng, CONV.weight_len());
+    let b = rand_vec(&mut rng, CONV.out_channels);
+    let r = rand_vec(&mut rng, CONV.output_len(N)); // loss = <r, y>, so dL/dy = r
+    let mut col = vec![0.0; CONV.col_len(N)];
+    CONV.im2col(N, &x, &mut col);
+    let (mut dw, mut db) = (vec![0.0; w.len()], vec![0.0; b.len()]);
+    CONV.backward_params(N, &r, &col, &mut dw, &mut db, false);
+    let (mut dcol, mut dx) = (vec![0.0; col.len()], vec![0.0; x.len()]);
+    CONV.backward_input(N, &r, &w, &mut dcol, &mut dx);
+    let h = 1e-6;
+    let fd_w = finite_diff(&w, h, |w| dot(&r, &conv_direct(&CONV, N, &x, w, &b)));
+    let fd_b = finite_diff(&b, h, |b| dot(&r, &conv_direct(&CONV, N, &x, &w, b)));
+    let fd_x = finite_diff(&x, h, |x| dot(&r, &conv_direct(&CONV, N, x, &w, &b)));
+    assert_close("dw", &dw, &fd_w, 1e-7);
+    assert_close("db", &db, &fd_b, 1e-7);
+    assert_close("dx", &dx, &fd_x, 1e-7);
+    // Accumulation adds to what is there.
+    let (mut dw2, mut db2) = (dw.clone(), db.clone());
+    CONV.backward_params(N, &r, &col, &mut dw2, &mut db2, true);
+    assert_close(
+        "2dw",
+        &dw2,
+        &dw.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
+        1e-12,
+    );
+    assert_close(
+        "2db",
+        &db2,
+        &db.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
+        1e-12,
+    );
+}
+
+fn pool_direct(planes: usize, h: usize, w: usize, x: &[f64]) -> Vec<f64> {
+    let mut y = Vec::new();
+    for p in 0..planes {
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let at = |dy: usize, dx: usize| x[p * h * w + (2 * oy + dy) * w + 2 * ox + dx];
+                y.push(at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)));
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn max_pool_forward_and_backward() {
+    let (planes, h, w) = (5, 6, 8);
+    let mut rng = SeededRng::new(3);
+    let x = rand_vec(&mut rng, planes * h * w);
+    let mut y = vec![0.0; planes * h * w / 4];
+    let mut arg = vec![0u8; y.len()];
+    pool::forward(planes, h, w, &x, &mut y, &mut arg);
+    assert_close("y", &y, &pool_direct(planes, h, w, &x), 0.0);
+    let r = rand_vec(&mut rng, y.len());
+    let mut dx = vec![0.0; x.len()];
+    pool::backward(planes, h, w, &r, &arg, &mut dx);
+    let fd = finite_diff(&x, 1e-7, |x| dot(&r, &pool_direct(planes, h, w, x)));
+    assert_close("dx", &dx, &fd, 1e-6);
+}
+
+#[test]
+fn max_pool_ties_and_nan_follow_pytorch() {
+    // First of equal maxima wins; a NaN anywhere wins.
+    let x = [1.0f32, 1.0, 0.0, 1.0, 2.0, f32::NAN, 3.0, 0.0];
+    let (mut y, mut arg) = ([0.0f32; 2], [0u8; 2]);
+    pool::forward(2, 2, 2, &x, &mut y, &mut arg);
+    assert_eq!(y[0], 1.0);
+    assert_eq!(arg[0], 0);
+    assert!(y[1].is_nan());
+    assert_eq!(arg[1], 1);
+}
+
+#[test]
+fn relu_forward_and_backward() {
+    let mut rng = SeededRng::new(4);
+    // Keep away from the kink for the finite differences.
+    let x: Vec<f64> = rand_vec(&mut rng, 64)
+        .into_iter()
+        .map(|v| if v.abs() < 0.01 { 0.5 } else { v })
+        .collect();
+    let mut y = x.clone();
+    relu::forward(&mut y);
+    let r = rand_vec(&mut rng, 64);
+    let mut dx = r.clone();
+    relu::backward(&y, &mut dx);
+    let fd = finite_diff(&x, 1e-7, |x| {
+        let mut y = x.to_vec();
+        relu::forward(&mut y);
+        dot(&r, &y)
+    });
+    assert_close("dx", &dx, &fd, 1e-7);
+    let mut nan = [f32::NAN, -0.0, -1.0];
+    relu::forward(&mut nan);
+    assert!(nan[0].is_nan());
+    assert_eq!(nan[1].to_bits(), (-0.0f32).to_bits());
+    assert_eq!(nan[2], 0.0);
+}
+
+#[test]
+fn linear_forward_and_backward() {
+    let lin = Linear {
+        in_features: 7,
+        out_features: 5,
+    };
+    let n = 4;
+    let mut rng = SeededRng::new(5);
+    let x = rand_vec(&mut rng, n * 7);
+    let w = rand_vec(&mut rng, 35);
+    let b = rand_vec(&mut rng, 5);
+    let direct = |x: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+        let mut y = vec![0.0; n * 5];
+        for i in 0..n {
+            for o in 0..5 {
+                y[i * 5 + o] = b[o] + (0..7).map(|k| x[i * 7 + k] * w[o * 7 + k]).sum::<f64>();
+            }
+        }
+        y
+    };
+    let mut y = vec![0.0; n * 5];
+    lin.forward(n, &x, &w, &b, &mut y);
+    assert_close("y", &y, &direct(&x, &w, &b), 1e-12);
+    let r = rand_vec(&mut rng, n * 5);
+    let (mut dw, mut db, mut dx) = (vec![0.0; 35], vec![0.0; 5], vec![0.0; n * 7]);
+    lin.backward_params(n, &r, &x, &mut dw, &mut db);
+    lin.backward_input(n, &r, &w, &mut dx);
+    assert_close(
+        "dw",
+        &dw,
+        &finite_diff(&w, 1e-6, |w| dot(&r, &direct(&x, w, &b))),
+        1e-7,
+    );
+    assert_close(
+        "db",
+        &db,
+        &finite_diff(&b, 1e-6, |b| dot(&r, &direct(&x, &w, b))),
+        1e-7,
+    );
+    assert_close(
+        "dx",
+        &dx,
+        &finite_diff(&x, 1e-6, |x| dot(&r, &direct(x, &w, &b))),
+        1e-7,
+    );
+}
+
+#[test]
+fn log_softmax_nll_forward_and_backward() {
+    let (n, classes) = (4, 10);
+    let mut rng = SeededRng::new(6);
+    let x: Vec<f64> = rand_vec(&mut rng, n * classes)
+        .iter()
+        .map(|v| 4.0 * v)
+        .collect();
+    let targets = [3u8, 0, 9, 3];
+    let scale = 1024.0;
+    let f = |x: &[f64]| {
+        let mut lp = vec![0.0; n * classes];
+        loss::log_softmax(n, classes, x, &mut lp);
+        scale * loss::nll_loss(n, classes, &lp, &targets)
+    };
+    // Direct: -mean(x_t - ln(sum(exp(x)))).
+    let direct: f64 = -(0..n)
+        .map(|i| {
+            let row = &x[i * classes..(i + 1) * classes];
+            row[targets[i] as usize] - row.iter().map(|v| v.exp()).sum::<f64>().ln()
+        })
+        .sum::<f64>()
+        / n as f64;
+    assert!((f(&x) / scale - direct).abs() < 1e-12);
+    let mut lp = vec![0.0; n * classes];
+    loss::log_softmax(n, classes, &x, &mut lp);
+    let mut dx = vec![0.0; n * classes];
+    loss::backward(n, classes, &lp, &targets, scale, &mut dx);
+    assert_close("dx", &dx, &finite_diff(&x, 1e-6, f), 1e-6);
+}
