@@ -86,38 +86,33 @@ struct IntTarget {
 /// rounded result is out of range raise invalid (and return the target's invalid value); with
 /// `exact` (convertToIntegerExact) a rounded result also raises inexact, otherwise never.
 fn to_integer<F: Format>(x: F, exact: bool, env: &mut FpEnv, target: IntTarget) -> i128 {
+    let mut rounding = FpEnv {
+        flags: Flags::NONE,
+        ..*env
+    };
     let value = match unpack::<F>(x.to_bits()) {
         Unpacked::Nan { .. } | Unpacked::Inf { .. } => None,
         Unpacked::Zero { .. } => Some(0),
+        // Anything at or above 2^100 is out of every integer range here.
+        Unpacked::Finite { exp, .. } if exp > 100 => None,
         Unpacked::Finite { sign, exp, sig } => {
-            let mut scratch = FpEnv { flags: Flags::NONE, ..*env };
             let magnitude = if exp >= 0 {
-                // Finite values of these formats are below 2^128 only for precisions <= 24 and
-                // exponents < 104; anything larger is out of every integer range anyway.
-                if exp > 100 {
-                    None
-                } else {
-                    Some(i128::from(sig) << exp)
-                }
+                i128::from(sig) << exp
             } else {
-                Some(i128::from(crate::arith::round_integer(sign, exp, sig, &mut scratch)))
+                i128::from(crate::arith::round_integer(sign, exp, sig, &mut rounding))
             };
-            magnitude.map(|m| {
-                if exact {
-                    env.flags |= scratch.flags;
-                }
-                if sign {
-                    -m
-                } else {
-                    m
-                }
-            })
+            Some(if sign { -magnitude } else { magnitude })
         }
     };
     match value {
-        Some(v) if (target.min..=target.max).contains(&v) => v,
+        Some(v) if (target.min..=target.max).contains(&v) => {
+            if exact {
+                env.flags |= rounding.flags;
+            }
+            v
+        }
         _ => {
-            // Out of range: the inexact a rounding may have raised is dropped, as in SoftFloat.
+            // Out of range: invalid alone; a rounding's inexact is not raised (as in SoftFloat).
             env.raise(Flags::INVALID);
             target.invalid
         }
