@@ -1,4 +1,5 @@
 //! The `halfscale` subcommands, one module each.
 pub mod f16;
+pub mod f16_batch;
 pub mod scaler;
 pub mod train;
