@@ -4,3 +4,8 @@ pub use halfscale_core as core;
 pub use halfscale_sim as sim;
 
 pub mod cli;
+
+/// The README's Rust examples run as doctests, so the front door cannot drift from the code.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
