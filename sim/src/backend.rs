@@ -10,7 +10,8 @@
 //!    `1/scale` in f32, count NaN and inf, as `_amp_foreach_non_finite_check_and_unscale_`);
 //! 3. [`Backend::adam_step`] unless the check found a non-finite value (then nothing changes:
 //!    weights and optimizer state stay bit-identical);
-//! 4. the scaler's update, a host-side scalar ([`crate::scaling`]).
+//! 4. the scaler's update: `halfscale_core::scaler::LossScaler::update`, on the host (the scale
+//!    is one scalar; a device backend reports its check and receives the new scale).
 //!
 //! The CPU backends ([`crate::cpu::CpuBackend`] in fp32 and emulated mixed precision) implement
 //! it here; a CUDA backend implements the same trait.
@@ -19,6 +20,7 @@ use crate::adam::{AdamConfig, AdamState};
 use crate::error::Result;
 use crate::mixed::Precision;
 use crate::model::Params;
+use halfscale_core::scaler::NonFiniteReport;
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
 #[derive(Clone, Copy, Debug)]
@@ -36,20 +38,6 @@ impl Batch<'_> {
     /// True when the batch is empty.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
-    }
-}
-
-/// NaN and inf counts of a gradient check.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct GradCheck {
-    pub nan: usize,
-    pub inf: usize,
-}
-
-impl GradCheck {
-    /// Any non-finite element: PyTorch's `found_inf`.
-    pub fn found_inf(&self) -> bool {
-        self.nan + self.inf > 0
     }
 }
 
@@ -89,7 +77,7 @@ pub trait Backend {
     /// Multiplies the gradients by `inv_scale` in f32 and counts NaN/inf found before the
     /// multiply (PyTorch's `_amp_foreach_non_finite_check_and_unscale_`; untouched when
     /// `inv_scale == 1`).
-    fn unscale_and_check(&mut self, inv_scale: f32) -> GradCheck;
+    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport;
     /// One `torch.optim.Adam` step of the master weights with the current gradients.
     fn adam_step(&mut self, config: &AdamConfig);
     /// Forward only (as under `torch.no_grad()`, same precision as training): summed loss and

@@ -10,7 +10,7 @@
 //! Nothing is allocated per step: every buffer is sized for the batch capacity at construction.
 
 use crate::adam::{self, AdamConfig, AdamState};
-use crate::backend::{Backend, Batch, EvalStats, GradCheck};
+use crate::backend::{Backend, Batch, EvalStats};
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
@@ -19,6 +19,7 @@ use crate::model::{
     Layer, ParamViews, Params, CONV1, CONV2, FC1, FC2, FLAT, POOL1_SIDE, POOL2_SIDE,
 };
 use crate::{pool, relu};
+use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
 
 /// Images per parallel group of the convolutional trunk.
@@ -398,19 +399,8 @@ impl Backend for CpuBackend {
         out.data.copy_from_slice(&self.grads.data);
     }
 
-    fn unscale_and_check(&mut self, inv_scale: f32) -> GradCheck {
-        let mut check = GradCheck::default();
-        for g in &mut self.grads.data {
-            if g.is_nan() {
-                check.nan += 1;
-            } else if g.is_infinite() {
-                check.inf += 1;
-            }
-            if inv_scale != 1.0 {
-                *g *= inv_scale;
-            }
-        }
-        check
+    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport {
+        unscale_and_check(&mut self.grads.data, inv_scale)
     }
 
     fn adam_step(&mut self, config: &AdamConfig) {

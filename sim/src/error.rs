@@ -74,6 +74,9 @@ pub enum SimError {
     /// An output file (metrics, plot) could not be written.
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },
+    /// The loss scaler refused an update (its policy's error: NaN, overflow at the floor).
+    #[error("loss scaler: {0}")]
+    Scaler(String),
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

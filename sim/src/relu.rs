@@ -16,7 +16,8 @@ pub fn forward<T: Scalar>(x: &mut [T]) {
 /// In place on the gradient: `dy = if y > 0 { dy } else { 0 }`, with `y` the forward output.
 pub fn backward<T: Scalar>(y: &[T], dy: &mut [T]) {
     for (g, &o) in dy.iter_mut().zip(y) {
-        if !(o > T::ZERO) {
+        // Not `o > 0`: zero, negative or NaN output.
+        if o.partial_cmp(&T::ZERO) != Some(std::cmp::Ordering::Greater) {
             *g = T::ZERO;
         }
     }

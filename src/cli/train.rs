@@ -1,9 +1,319 @@
-//! `halfscale train`.
+//! `halfscale train`: the seed's MNIST training on the CPU, in f32 or emulated mixed precision,
+//! cross-checked against an f32 reference (see `halfscale-sim`).
+//!
+//! stdout carries the seed's lines byte for byte, then a short summary; stderr a progress bar
+//! (only when it is a terminal), cross-check warnings and errors, one line each.
+
+use halfscale_core::scaler::{LossScaler, ScalerConfig};
+use halfscale_sim::cpu::CpuBackend;
+use halfscale_sim::crosscheck::CrossCheck;
+use halfscale_sim::dataset::Dataset;
+use halfscale_sim::metrics::MetricsWriter;
+use halfscale_sim::plot::{self, Curves};
+use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig};
+use halfscale_sim::{Precision, Result, SimError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+/// Arithmetic of the training run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// Plain f32: the reference.
+    Fp32,
+    /// Autocast with fp16 (binary16), as `torch.autocast("cuda")`.
+    Mixed,
+    /// Autocast with bfloat16.
+    Bf16,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    ExitCode::FAILURE
+/// Loss-scaler policy (ignored with `--no-scaler` and in fp32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScalerArg {
+    /// `torch.amp.GradScaler()` defaults.
+    Pytorch,
+    /// PyTorch's update with a floor of 1 and errors on NaN or an overflow at the floor.
+    Recommended,
+    /// DeepSpeed's dynamic loss scaler defaults (hysteresis 2, window 1000).
+    Deepspeed,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory holding the four IDX files (torchvision names, gzip or not).
+    #[arg(long, default_value = "data/MNIST/raw")]
+    pub data: PathBuf,
+    /// Arithmetic: fp32, mixed (fp16 autocast) or bf16 (bfloat16 autocast).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Mixed)]
+    pub precision: PrecisionArg,
+    /// Mixed precision without loss scaling (shows the underflow the scaler prevents).
+    #[arg(long)]
+    pub no_scaler: bool,
+    /// Loss-scaler policy.
+    #[arg(long, value_enum, default_value_t = ScalerArg::Pytorch)]
+    pub scaler: ScalerArg,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Seed of the initial weights and of the epoch order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Cross-check steps against the f32 reference (default: on for mixed/bf16, off for fp32).
+    #[arg(long, overrides_with = "no_check")]
+    pub check: bool,
+    /// Do not cross-check.
+    #[arg(long)]
+    pub no_check: bool,
+    /// Cross-check every N-th step only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub check_every: u64,
+    /// Exit non-zero if a checked step diverges beyond the bound or a skip decision is wrong.
+    #[arg(long)]
+    pub strict: bool,
+    /// Write one JSON object per step to this file.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Draw loss, scale and underflow curves into this .svg or .png file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print the progress line every N batches.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_interval: u64,
+    /// Stop each epoch after N batches (quick runs).
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Prints the seed's lines, drives the progress bar, writes metrics and collects the curves.
+struct CliObserver {
+    bar: ProgressBar,
+    metrics: Option<MetricsWriter>,
+    curves: Curves,
+    warnings: u64,
+}
+
+const MAX_WARNINGS: u64 = 10;
+
+impl Observer for CliObserver {
+    fn line(&mut self, line: &str) {
+        self.bar.suspend(|| println!("{line}"));
+    }
+
+    fn progress(&mut self, epoch: usize, batch: usize, batches: usize) {
+        if batch == 0 {
+            self.bar.set_length(batches as u64);
+            self.bar.set_position(0);
+            self.bar.set_message(format!("epoch {epoch}"));
+        }
+        self.bar.inc(1);
+    }
+
+    fn step(&mut self, r: &StepRecord) -> Result<()> {
+        if let Some(m) = self.metrics.as_mut() {
+            m.write(r)?;
+        }
+        let x = r.step as f64;
+        self.curves.loss.push((x, f64::from(r.loss)));
+        self.curves.scale.push((x, r.scale));
+        if let Some(c) = &r.check {
+            let total = c.censused();
+            if total > 0 {
+                self.curves
+                    .underflow
+                    .push((x, c.underflowed() as f64 / total as f64));
+            }
+            if !c.within_bounds || !c.skip_ok {
+                self.warnings += 1;
+                if self.warnings <= MAX_WARNINGS {
+                    let what = if !c.skip_ok {
+                        format!(
+                            "wrong skip decision: the scaler {} but the low-precision backward {} inf/NaN",
+                            if c.scaler_skipped { "skipped" } else { "stepped" },
+                            if c.expected_skip { "produced" } else { "produced no" }
+                        )
+                    } else {
+                        format!(
+                            "divergence beyond the bound: loss {:.2e}, logits {:.2e}, gradients {:.2e}",
+                            c.loss_rel, c.logits_rel, c.max_grad_rel
+                        )
+                    };
+                    self.bar
+                        .suspend(|| eprintln!("warning: step {}: cross-check: {what}", r.step));
+                } else if self.warnings == MAX_WARNINGS + 1 {
+                    self.bar.suspend(|| {
+                        eprintln!("warning: more cross-check findings; see the summary (and --metrics for every step)")
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn scaler_config(args: &Args, precision: Precision) -> ScalerConfig {
+    if args.no_scaler || precision == Precision::Fp32 {
+        return ScalerConfig::disabled();
+    }
+    match args.scaler {
+        ScalerArg::Pytorch => ScalerConfig::pytorch(),
+        ScalerArg::Recommended => ScalerConfig::recommended(),
+        ScalerArg::Deepspeed => ScalerConfig::deepspeed(),
+    }
+}
+
+fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
+    println!(
+        "Summary: {}: {} steps, {} images in {:.1} s ({:.0} images/s), wall {:.1} s",
+        s.backend,
+        s.steps,
+        s.images,
+        s.train_seconds,
+        s.images_per_second(),
+        s.wall_seconds
+    );
+    println!(
+        "Loss scaling: {}; steps skipped: {}; final scale: {}",
+        if scaling { "on" } else { "off" },
+        s.skipped,
+        s.final_scale
+    );
+    if s.checked_steps == 0 {
+        println!("Cross-check: off");
+        return;
+    }
+    let format = if precision == Precision::Bf16 {
+        "bf16"
+    } else {
+        "fp16"
+    };
+    let layers: Vec<String> = s
+        .underflow_by_layer
+        .iter()
+        .map(|(l, n)| format!("{} {n}", l.name()))
+        .collect();
+    println!(
+        "Underflowed gradient elements ({format} at the step's scale, {} checked steps): {}; dL/dlogits {}",
+        s.checked_steps,
+        layers.join(", "),
+        s.logit_grad_underflow
+    );
+    if let Some(w) = s.worst {
+        println!(
+            "Cross-check: worst gradient divergence {:.2e} ({}) at step {} (loss {:.2e}, logits {:.2e}); {} step(s) beyond the bound, {} wrong skip decision(s)",
+            w.grad_rel,
+            w.layer.name(),
+            w.step,
+            w.loss_rel,
+            w.logits_rel,
+            s.divergent_steps,
+            s.wrong_skips
+        );
+    } else {
+        println!(
+            "Cross-check: no comparable step; {} wrong skip decision(s)",
+            s.wrong_skips
+        );
+    }
+    if let Some(b) = s.bounds {
+        println!(
+            "Cross-check bounds (relative L2): loss {:.0e}, logits {:.0e}, gradients {:.0e}",
+            b.loss, b.logits, b.grads
+        );
+    }
+}
+
+fn execute(args: &Args) -> Result<bool> {
+    let precision = match args.precision {
+        PrecisionArg::Fp32 => Precision::Fp32,
+        PrecisionArg::Mixed => Precision::Fp16,
+        PrecisionArg::Bf16 => Precision::Bf16,
+    };
+    if args.batch_size == 0 {
+        return Err(SimError::Config("--batch-size must be at least 1".into()));
+    }
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| SimError::Config(format!("--threads {t}: {e}")))?;
+    }
+    let data = Dataset::load(&args.data)?;
+    let mut scaler = LossScaler::new(scaler_config(args, precision))
+        .map_err(|e| SimError::Config(e.to_string()))?;
+    let checking = if args.no_check {
+        false
+    } else {
+        args.check || precision.is_mixed()
+    };
+    let mut backend = CpuBackend::new(precision, args.batch_size);
+    let mut check = checking.then(|| {
+        CrossCheck::new(
+            Box::new(CpuBackend::new(Precision::Fp32, args.batch_size)),
+            precision,
+        )
+    });
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(MetricsWriter::create)
+        .transpose()?;
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} batches, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut observer = CliObserver {
+        bar,
+        metrics,
+        curves: Curves::default(),
+        warnings: 0,
+    };
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        log_interval: args.log_interval as usize,
+        check_every: args.check_every as usize,
+        max_batches: args.max_batches,
+        ..TrainConfig::default()
+    };
+    let summary = train::train(
+        &mut backend,
+        &mut scaler,
+        check.as_mut(),
+        &data,
+        &config,
+        &mut observer,
+    )?;
+    observer.bar.finish_and_clear();
+    if let Some(m) = observer.metrics.take() {
+        m.finish()?;
+    }
+    if let Some(path) = &args.plot {
+        plot::write(path, &observer.curves)?;
+    }
+    print_summary(&summary, precision, scaler.is_enabled());
+    let clean = summary.divergent_steps == 0 && summary.wrong_skips == 0;
+    Ok(clean || !args.strict)
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match execute(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: --strict: the cross-check found steps beyond the bound or wrong skip decisions");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,353 @@
+//! The training loop of the seed, over any [`Backend`]:
+//!
+//! ```text
+//! for epoch in range(epochs):
+//!     for batch_idx, (data, target) in enumerate(train_loader):   # batch 64, reshuffled
+//!         with autocast(): output = model(data); loss = F.nll_loss(output, target)
+//!         scaler.scale(loss).backward()
+//!         scaler.step(optimizer)      # unscale, skip on inf/NaN, else Adam
+//!         scaler.update()
+//!         if batch_idx % 100 == 0: print('Train Epoch: ...')
+//! test()
+//! ```
+//!
+//! It knows nothing of devices: the backend does the tensor work, the core's `LossScaler` holds
+//! the scale, an optional [`CrossCheck`] runs the f32 reference beside checked steps, and an
+//! [`Observer`] receives the seed's lines, progress and per-step records.
+
+use crate::adam::{AdamConfig, AdamState};
+use crate::backend::{Backend, Batch};
+use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
+use crate::dataset::{Batches, Dataset, Split};
+use crate::error::{Result, SimError};
+use crate::model::{Layer, Params, PARAM_COUNT};
+use halfscale_core::scaler::{Found, LossScaler};
+use std::time::Instant;
+
+/// Mixed into the seed for the shuffling stream, so the weights and the epoch order come from
+/// different ChaCha8 streams.
+pub const SHUFFLE_SEED_XOR: u64 = 0x5348_5546_464c_4531; // "SHUFFLE1"
+
+/// The loop's settings; the defaults are the seed's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Print the progress line every this many batches (100).
+    pub log_interval: usize,
+    pub adam: AdamConfig,
+    /// Cross-check every this many steps (1 = every step); ignored without a [`CrossCheck`].
+    pub check_every: usize,
+    /// Stop each epoch after this many batches (tests, quick runs).
+    pub max_batches: Option<usize>,
+    /// Evaluate the test split at the end.
+    pub evaluate: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 64,
+            seed: 1,
+            log_interval: 100,
+            adam: AdamConfig::default(),
+            check_every: 1,
+            max_batches: None,
+            evaluate: true,
+        }
+    }
+}
+
+/// One step, as written to the metrics file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    /// Global step number from 0.
+    pub step: u64,
+    pub epoch: usize,
+    pub batch: usize,
+    /// Mean loss of the batch (unscaled).
+    pub loss: f32,
+    /// The loss scale used for this step's backward (1 without scaling).
+    pub scale: f64,
+    pub skipped: bool,
+    /// `"finite"`, `"inf"` or `"nan"`: what the gradient check found.
+    pub found: &'static str,
+    pub nan: usize,
+    pub inf: usize,
+    /// Present on cross-checked steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckRecord>,
+}
+
+/// Receives what the loop reports. All methods default to doing nothing.
+pub trait Observer {
+    /// A line of the seed's output (progress or test line), without newline.
+    fn line(&mut self, _line: &str) {}
+    /// A batch finished (for a progress bar).
+    fn progress(&mut self, _epoch: usize, _batch: usize, _batches: usize) {}
+    /// A step finished.
+    fn step(&mut self, _record: &StepRecord) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// The test-set evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct TestResult {
+    /// Summed loss divided by the number of examples.
+    pub average_loss: f64,
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl TestResult {
+    /// Accuracy in percent.
+    pub fn accuracy(&self) -> f64 {
+        100.0 * self.correct as f64 / self.total.max(1) as f64
+    }
+
+    /// `Test set: Average loss: 0.0456, Accuracy: 9861/10000 (98.61%)`.
+    pub fn line(&self) -> String {
+        format!(
+            "Test set: Average loss: {:.4}, Accuracy: {}/{} ({:.2}%)",
+            self.average_loss,
+            self.correct,
+            self.total,
+            self.accuracy()
+        )
+    }
+}
+
+/// The worst cross-check divergence of a run.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Worst {
+    pub step: u64,
+    pub loss_rel: f64,
+    pub logits_rel: f64,
+    pub grad_rel: f64,
+    pub layer: Layer,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub backend: String,
+    /// Seconds in the training loop (cross-check included when on).
+    pub train_seconds: f64,
+    /// Seconds of the whole run, evaluation included.
+    pub wall_seconds: f64,
+    pub images: usize,
+    pub steps: u64,
+    pub skipped: u64,
+    pub final_scale: f64,
+    pub test: Option<TestResult>,
+    /// Underflowed gradient elements by layer, summed over checked steps.
+    pub underflow_by_layer: Vec<(Layer, u64)>,
+    /// Underflowed elements of `dL/dlogits`, summed over checked steps.
+    pub logit_grad_underflow: u64,
+    pub checked_steps: u64,
+    pub worst: Option<Worst>,
+    pub bounds: Option<Bounds>,
+    /// Checked steps over a bound.
+    pub divergent_steps: u64,
+    /// Checked steps whose skip decision was wrong.
+    pub wrong_skips: u64,
+    /// The master weights at the end.
+    pub params: Params,
+}
+
+impl Summary {
+    /// Training throughput.
+    pub fn images_per_second(&self) -> f64 {
+        self.images as f64 / self.train_seconds.max(1e-9)
+    }
+}
+
+/// The seed's progress line: `Train Epoch: {epoch} [{batch_idx * len(data)}/{len(dataset)}
+/// ({100. * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item():.6f}`. Rust's `{:.0}` and
+/// `{:.6}` round the exact binary value half to even, as Python's `format` does.
+pub fn progress_line(
+    epoch: usize,
+    batch_idx: usize,
+    batch_len: usize,
+    dataset_len: usize,
+    batches: usize,
+    loss: f32,
+) -> String {
+    let pct = 100.0 * batch_idx as f64 / batches as f64;
+    format!(
+        "Train Epoch: {epoch} [{}/{dataset_len} ({pct:.0}%)]\tLoss: {:.6}",
+        batch_idx * batch_len,
+        f64::from(loss)
+    )
+}
+
+/// Evaluates `split` in batches of `batch_size` (forward only, the backend's precision).
+pub fn evaluate(backend: &mut dyn Backend, split: &Split, batch_size: usize) -> Result<TestResult> {
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut start = 0;
+    while start < split.len() {
+        let end = (start + batch_size).min(split.len());
+        let (images, labels) = split.slice(start, end);
+        let s = backend.evaluate(Batch { images, labels })?;
+        loss_sum += s.loss_sum;
+        correct += s.correct;
+        start = end;
+    }
+    Ok(TestResult {
+        average_loss: loss_sum / split.len().max(1) as f64,
+        correct,
+        total: split.len(),
+    })
+}
+
+/// Trains `backend` on `data` from the seed's initial weights; see the module doc.
+pub fn train(
+    backend: &mut dyn Backend,
+    scaler: &mut LossScaler,
+    mut check: Option<&mut CrossCheck>,
+    data: &Dataset,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
+    if config.batch_size == 0 || config.log_interval == 0 || config.check_every == 0 {
+        return Err(SimError::Config(
+            "batch size, log interval and check interval must be at least 1".into(),
+        ));
+    }
+    if data.train.is_empty() {
+        return Err(SimError::Config("the training split is empty".into()));
+    }
+    let wall = Instant::now();
+    backend.load_params(&Params::init(config.seed));
+    backend.load_optimizer(&AdamState::new(PARAM_COUNT));
+    let mut batches = Batches::new(
+        data.train.len(),
+        config.batch_size,
+        config.seed ^ SHUFFLE_SEED_XOR,
+    );
+    let per_epoch = batches.batches_per_epoch();
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let mut summary = Summary {
+        backend: backend.describe(),
+        train_seconds: 0.0,
+        wall_seconds: 0.0,
+        images: 0,
+        steps: 0,
+        skipped: 0,
+        final_scale: scaler.scale(),
+        test: None,
+        underflow_by_layer: Layer::ALL.iter().map(|&l| (l, 0)).collect(),
+        logit_grad_underflow: 0,
+        checked_steps: 0,
+        worst: None,
+        bounds: check.as_ref().map(|c| *c.bounds()),
+        divergent_steps: 0,
+        wrong_skips: 0,
+        params: Params::zeros(),
+    };
+    let train_start = Instant::now();
+    for epoch in 0..config.epochs {
+        for (batch_idx, indices) in batches.next_epoch().enumerate() {
+            if config.max_batches.is_some_and(|m| batch_idx >= m) {
+                break;
+            }
+            data.train.gather(indices, &mut images, &mut labels);
+            let batch = Batch {
+                images: &images,
+                labels: &labels,
+            };
+            let scale = scaler.scale_f32();
+            let loss = backend.forward_backward(batch, scale)?;
+            let step = summary.steps;
+            // `%` rather than `is_multiple_of`, which is newer than the workspace's MSRV (1.85).
+            #[allow(clippy::manual_is_multiple_of)]
+            let mut record = match check.as_deref_mut() {
+                Some(c) if step % config.check_every as u64 == 0 => {
+                    Some(c.compare(backend, batch, loss, scale, scaler.inv_scale())?)
+                }
+                _ => None,
+            };
+            let report = backend.unscale_and_check(scaler.inv_scale());
+            // GradScaler.step: skip on any inf/NaN; a disabled scaler always steps.
+            let skipped = scaler.is_enabled() && report.found_inf();
+            if !skipped {
+                backend.adam_step(&config.adam);
+            }
+            scaler
+                .update_from_report(&report)
+                .map_err(|e| SimError::Scaler(format!("step {step}: {e}")))?;
+            summary.steps += 1;
+            summary.skipped += u64::from(skipped);
+            summary.images += batch.len();
+            if let (Some(r), Some(c)) = (record.as_mut(), check.as_deref()) {
+                r.settle(skipped, scaler.is_enabled(), c.bounds());
+                summary.checked_steps += 1;
+                summary.divergent_steps += u64::from(!r.within_bounds);
+                summary.wrong_skips += u64::from(!r.skip_ok);
+                for (acc, l) in summary.underflow_by_layer.iter_mut().zip(&r.layers) {
+                    acc.1 += l.census.underflowed;
+                }
+                summary.logit_grad_underflow += r.logit_grad_census.underflowed;
+                if !r.expected_skip && summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
+                    let layer = r
+                        .layers
+                        .iter()
+                        .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
+                        .map_or(Layer::Conv1, |l| l.layer);
+                    summary.worst = Some(Worst {
+                        step,
+                        loss_rel: r.loss_rel,
+                        logits_rel: r.logits_rel,
+                        grad_rel: r.max_grad_rel,
+                        layer,
+                    });
+                }
+            }
+            if batch_idx % config.log_interval == 0 {
+                observer.line(&progress_line(
+                    epoch,
+                    batch_idx,
+                    batch.len(),
+                    data.train.len(),
+                    per_epoch,
+                    loss,
+                ));
+            }
+            observer.progress(epoch, batch_idx, per_epoch);
+            let found = match report.found() {
+                Found::Finite => "finite",
+                Found::Inf => "inf",
+                Found::Nan => "nan",
+            };
+            observer.step(&StepRecord {
+                step,
+                epoch,
+                batch: batch_idx,
+                loss,
+                scale: f64::from(scale),
+                skipped,
+                found,
+                nan: report.nan,
+                inf: report.inf,
+                check: record,
+            })?;
+        }
+    }
+    summary.train_seconds = train_start.elapsed().as_secs_f64();
+    summary.final_scale = scaler.scale();
+    if config.evaluate && !data.test.is_empty() {
+        let test = evaluate(backend, &data.test, config.batch_size)?;
+        observer.line(&test.line());
+        summary.test = Some(test);
+    }
+    backend.read_params(&mut summary.params);
+    summary.wall_seconds = wall.elapsed().as_secs_f64();
+    Ok(summary)
+}
