@@ -15,11 +15,7 @@ fn exact_zero_sign(env: &FpEnv) -> bool {
 }
 
 /// Sum of two non-zero finite exact values `(-1)^s * sig * 2^exp`, rounded once.
-fn add_finite<F: Format>(
-    x: (bool, i32, u128),
-    y: (bool, i32, u128),
-    env: &mut FpEnv,
-) -> u64 {
+fn add_finite<F: Format>(x: (bool, i32, u128), y: (bool, i32, u128), env: &mut FpEnv) -> u64 {
     // Normalise both significands to [2^60, 2^61) so alignment needs no case analysis on width.
     let norm = |(s, e, m): (bool, i32, u128)| {
         let shift = m.leading_zeros() as i32 - 67;
@@ -50,8 +46,12 @@ fn add_finite<F: Format>(
 
 fn add_bits<F: Format>(a: u64, b: u64, env: &mut FpEnv) -> u64 {
     match (unpack::<F>(a), unpack::<F>(b)) {
-        (Unpacked::Nan { .. }, _) | (_, Unpacked::Nan { .. }) => propagate_nan::<F>(a, Some(b), env),
-        (Unpacked::Inf { sign: sa }, Unpacked::Inf { sign: sb }) if sa != sb => default_nan::<F>(env),
+        (Unpacked::Nan { .. }, _) | (_, Unpacked::Nan { .. }) => {
+            propagate_nan::<F>(a, Some(b), env)
+        }
+        (Unpacked::Inf { sign: sa }, Unpacked::Inf { sign: sb }) if sa != sb => {
+            default_nan::<F>(env)
+        }
         (Unpacked::Inf { .. }, _) => a,
         (_, Unpacked::Inf { .. }) => b,
         (Unpacked::Zero { sign: sa }, Unpacked::Zero { sign: sb }) => {
@@ -60,8 +60,16 @@ fn add_bits<F: Format>(a: u64, b: u64, env: &mut FpEnv) -> u64 {
         (Unpacked::Zero { .. }, _) => b,
         (_, Unpacked::Zero { .. }) => a,
         (
-            Unpacked::Finite { sign: sa, exp: ea, sig: ma },
-            Unpacked::Finite { sign: sb, exp: eb, sig: mb },
+            Unpacked::Finite {
+                sign: sa,
+                exp: ea,
+                sig: ma,
+            },
+            Unpacked::Finite {
+                sign: sb,
+                exp: eb,
+                sig: mb,
+            },
         ) => add_finite::<F>((sa, ea, ma.into()), (sb, eb, mb.into()), env),
     }
 }
@@ -74,7 +82,11 @@ pub fn add<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
 /// `a - b` (IEEE 754 subtraction): `a + (-b)`, with NaN operands propagated unchanged.
 pub fn sub<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
     let (a, b) = (a.to_bits(), b.to_bits());
-    let neg_b = if crate::format::is_nan_bits::<F>(b) { b } else { b ^ F::SIGN_MASK };
+    let neg_b = if crate::format::is_nan_bits::<F>(b) {
+        b
+    } else {
+        b ^ F::SIGN_MASK
+    };
     F::from_bits(add_bits::<F>(a, neg_b, env))
 }
 
@@ -82,10 +94,11 @@ pub fn sub<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
 pub fn mul<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
     let (ab, bb) = (a.to_bits(), b.to_bits());
     let bits = match (unpack::<F>(ab), unpack::<F>(bb)) {
-        (Unpacked::Nan { .. }, _) | (_, Unpacked::Nan { .. }) => propagate_nan::<F>(ab, Some(bb), env),
-        (Unpacked::Inf { .. }, Unpacked::Zero { .. }) | (Unpacked::Zero { .. }, Unpacked::Inf { .. }) => {
-            default_nan::<F>(env)
+        (Unpacked::Nan { .. }, _) | (_, Unpacked::Nan { .. }) => {
+            propagate_nan::<F>(ab, Some(bb), env)
         }
+        (Unpacked::Inf { .. }, Unpacked::Zero { .. })
+        | (Unpacked::Zero { .. }, Unpacked::Inf { .. }) => default_nan::<F>(env),
         (Unpacked::Inf { sign: sa }, other) | (other, Unpacked::Inf { sign: sa }) => {
             signed_inf::<F>(sa ^ sign_of(other))
         }
@@ -93,9 +106,23 @@ pub fn mul<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
             signed_zero::<F>(sa ^ sign_of(other))
         }
         (
-            Unpacked::Finite { sign: sa, exp: ea, sig: ma },
-            Unpacked::Finite { sign: sb, exp: eb, sig: mb },
-        ) => round_pack::<F>(sa ^ sb, ea + eb, u128::from(ma) * u128::from(mb), false, env),
+            Unpacked::Finite {
+                sign: sa,
+                exp: ea,
+                sig: ma,
+            },
+            Unpacked::Finite {
+                sign: sb,
+                exp: eb,
+                sig: mb,
+            },
+        ) => round_pack::<F>(
+            sa ^ sb,
+            ea + eb,
+            u128::from(ma) * u128::from(mb),
+            false,
+            env,
+        ),
     };
     F::from_bits(bits)
 }
@@ -113,10 +140,11 @@ fn sign_of(u: Unpacked) -> bool {
 pub fn div<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
     let (ab, bb) = (a.to_bits(), b.to_bits());
     let bits = match (unpack::<F>(ab), unpack::<F>(bb)) {
-        (Unpacked::Nan { .. }, _) | (_, Unpacked::Nan { .. }) => propagate_nan::<F>(ab, Some(bb), env),
-        (Unpacked::Inf { .. }, Unpacked::Inf { .. }) | (Unpacked::Zero { .. }, Unpacked::Zero { .. }) => {
-            default_nan::<F>(env)
+        (Unpacked::Nan { .. }, _) | (_, Unpacked::Nan { .. }) => {
+            propagate_nan::<F>(ab, Some(bb), env)
         }
+        (Unpacked::Inf { .. }, Unpacked::Inf { .. })
+        | (Unpacked::Zero { .. }, Unpacked::Zero { .. }) => default_nan::<F>(env),
         (Unpacked::Inf { sign: sa }, other) => signed_inf::<F>(sa ^ sign_of(other)),
         (other, Unpacked::Inf { sign: sb }) => signed_zero::<F>(sb ^ sign_of(other)),
         (Unpacked::Zero { sign: sa }, other) => signed_zero::<F>(sa ^ sign_of(other)),
@@ -125,8 +153,16 @@ pub fn div<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
             signed_inf::<F>(sa ^ sb)
         }
         (
-            Unpacked::Finite { sign: sa, exp: ea, sig: ma },
-            Unpacked::Finite { sign: sb, exp: eb, sig: mb },
+            Unpacked::Finite {
+                sign: sa,
+                exp: ea,
+                sig: ma,
+            },
+            Unpacked::Finite {
+                sign: sb,
+                exp: eb,
+                sig: mb,
+            },
         ) => {
             // At least 64 - 24 = 40 quotient bits: enough for any precision up to 24 plus
             // guard bits; the remainder decides the sticky bit.
@@ -165,9 +201,17 @@ pub fn sqrt<F: Format>(a: F, env: &mut FpEnv) -> F {
         Unpacked::Nan { .. } => propagate_nan::<F>(ab, None, env),
         Unpacked::Zero { .. } | Unpacked::Inf { sign: false } => ab,
         Unpacked::Inf { sign: true } | Unpacked::Finite { sign: true, .. } => default_nan::<F>(env),
-        Unpacked::Finite { sign: false, exp, sig } => {
+        Unpacked::Finite {
+            sign: false,
+            exp,
+            sig,
+        } => {
             // Make the exponent even, then widen by 2^100 so the root has 50+ bits.
-            let (exp, sig) = if exp % 2 != 0 { (exp - 1, sig << 1) } else { (exp, sig) };
+            let (exp, sig) = if exp % 2 != 0 {
+                (exp - 1, sig << 1)
+            } else {
+                (exp, sig)
+            };
             let n = u128::from(sig) << 100;
             let root = isqrt(n);
             round_pack::<F>(false, (exp - 100) / 2, root, root * root != n, env)
@@ -186,7 +230,8 @@ pub fn fma<F: Format>(a: F, b: F, c: F, env: &mut FpEnv) -> F {
     let is_nan = |u: Unpacked| matches!(u, Unpacked::Nan { .. });
     let inf_times_zero = matches!(
         (ua, ub),
-        (Unpacked::Inf { .. }, Unpacked::Zero { .. }) | (Unpacked::Zero { .. }, Unpacked::Inf { .. })
+        (Unpacked::Inf { .. }, Unpacked::Zero { .. })
+            | (Unpacked::Zero { .. }, Unpacked::Inf { .. })
     );
     if is_nan(ua) || is_nan(ub) {
         let ab_nan = propagate_nan::<F>(ab, Some(bb), env);
@@ -194,7 +239,11 @@ pub fn fma<F: Format>(a: F, b: F, c: F, env: &mut FpEnv) -> F {
     }
     if inf_times_zero {
         let nan = default_nan::<F>(env);
-        return F::from_bits(if is_nan(uc) { propagate_nan::<F>(nan, Some(cb), env) } else { nan });
+        return F::from_bits(if is_nan(uc) {
+            propagate_nan::<F>(nan, Some(cb), env)
+        } else {
+            nan
+        });
     }
     if is_nan(uc) {
         return F::from_bits(propagate_nan::<F>(cb, None, env));
@@ -212,8 +261,12 @@ pub fn fma<F: Format>(a: F, b: F, c: F, env: &mut FpEnv) -> F {
             _ => cb,
         },
         (
-            Unpacked::Finite { exp: ea, sig: ma, .. },
-            Unpacked::Finite { exp: eb, sig: mb, .. },
+            Unpacked::Finite {
+                exp: ea, sig: ma, ..
+            },
+            Unpacked::Finite {
+                exp: eb, sig: mb, ..
+            },
             _,
         ) => {
             let product = (prod_sign, ea + eb, u128::from(ma) * u128::from(mb));
@@ -242,7 +295,10 @@ pub fn round_to_int<F: Format>(a: F, exact: bool, env: &mut FpEnv) -> F {
         Unpacked::Finite { exp, .. } if exp >= 0 => ab,
         Unpacked::Finite { sign, exp, sig } => {
             // Round sig * 2^exp to an integer by rounding at the 2^0 place.
-            let mut scratch = FpEnv { flags: Flags::NONE, ..*env };
+            let mut scratch = FpEnv {
+                flags: Flags::NONE,
+                ..*env
+            };
             let integer = round_integer(sign, exp, sig, &mut scratch);
             if exact && scratch.flags.contains(Flags::INEXACT) {
                 env.raise(Flags::INEXACT);

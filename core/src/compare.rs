@@ -56,7 +56,10 @@ pub fn lt<F: Format>(a: F, b: F, env: &mut FpEnv) -> bool {
 
 /// compareSignalingLessEqual: any NaN raises invalid (SoftFloat `f16_le`).
 pub fn le<F: Format>(a: F, b: F, env: &mut FpEnv) -> bool {
-    matches!(compare(a, b, true, env), Some(Ordering::Less | Ordering::Equal))
+    matches!(
+        compare(a, b, true, env),
+        Some(Ordering::Less | Ordering::Equal)
+    )
 }
 
 /// compareQuietLess: invalid only for a signalling NaN (SoftFloat `f16_lt_quiet`).
@@ -66,7 +69,10 @@ pub fn lt_quiet<F: Format>(a: F, b: F, env: &mut FpEnv) -> bool {
 
 /// compareQuietLessEqual: invalid only for a signalling NaN (SoftFloat `f16_le_quiet`).
 pub fn le_quiet<F: Format>(a: F, b: F, env: &mut FpEnv) -> bool {
-    matches!(compare(a, b, false, env), Some(Ordering::Less | Ordering::Equal))
+    matches!(
+        compare(a, b, false, env),
+        Some(Ordering::Less | Ordering::Equal)
+    )
 }
 
 /// compareQuietUnordered: true when either operand is NaN.

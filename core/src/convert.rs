@@ -20,7 +20,9 @@ pub fn convert<S: Format, D: Format>(x: S, env: &mut FpEnv) -> D {
         }
         Unpacked::Inf { sign } => signed_inf::<D>(sign),
         Unpacked::Zero { sign } => signed_zero::<D>(sign),
-        Unpacked::Finite { sign, exp, sig } => round_pack::<D>(sign, exp, u128::from(sig), false, env),
+        Unpacked::Finite { sign, exp, sig } => {
+            round_pack::<D>(sign, exp, u128::from(sig), false, env)
+        }
     };
     D::from_bits(out)
 }

@@ -116,8 +116,16 @@ impl Flags {
     }
     /// Names of the raised flags, in SoftFloat's bit order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        const NAMES: [&str; 5] = ["inexact", "underflow", "overflow", "divide-by-zero", "invalid"];
-        (0..5).filter(move |i| self.0 >> i & 1 == 1).map(|i| NAMES[i])
+        const NAMES: [&str; 5] = [
+            "inexact",
+            "underflow",
+            "overflow",
+            "divide-by-zero",
+            "invalid",
+        ];
+        (0..5)
+            .filter(move |i| self.0 >> i & 1 == 1)
+            .map(|i| NAMES[i])
     }
 }
 

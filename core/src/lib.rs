@@ -35,8 +35,8 @@ pub mod scaler;
 pub use arith::{add, div, fma, mul, round_to_int, sqrt, sub};
 pub use classify::{class, Class};
 pub use compare::{
-    eq, eq_signaling, le, le_quiet, lt, lt_quiet, maximum, maximum_number, minimum,
-    minimum_number, next_down, next_up, total_order, unordered,
+    eq, eq_signaling, le, le_quiet, lt, lt_quiet, maximum, maximum_number, minimum, minimum_number,
+    next_down, next_up, total_order, unordered,
 };
 pub use convert::{
     convert, from_f32, from_f64, from_i32, from_i64, from_u32, from_u64, to_f32, to_f64, to_i32,
@@ -45,3 +45,4 @@ pub use convert::{
 pub use env::{Flags, FpEnv, NanStyle, RoundingMode, Tininess};
 pub use fate::{census, fate, fate_f32, safe_scale_window, Census, Fate, ScaleWindow};
 pub use format::Format;
+pub use scaler::{GradScaler, LossScaler, NonFiniteReport, ScalerConfig, ScalerError, StepOutcome};

@@ -29,7 +29,13 @@ pub(crate) fn split(sig: u128, shift: u32, sticky: bool) -> (u128, bool, bool) {
 }
 
 /// Whether rounding `kept` up is the right direction, given the dropped bits.
-pub(crate) fn rounds_up(mode: RoundingMode, sign: bool, kept: u128, half: bool, rest: bool) -> bool {
+pub(crate) fn rounds_up(
+    mode: RoundingMode,
+    sign: bool,
+    kept: u128,
+    half: bool,
+    rest: bool,
+) -> bool {
     match mode {
         RoundingMode::NearestEven => half && (rest || kept & 1 == 1),
         RoundingMode::NearestAway => half,

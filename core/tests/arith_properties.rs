@@ -23,8 +23,14 @@ fn seed_examples() {
     assert_eq!(env.flags, Flags::UNDERFLOW | Flags::INEXACT);
     assert_eq!(format!("{:.4e}", small.to_f64()), "1.1981e-5");
 
-    assert_eq!(format!("{:.4e}", f16::from_bits(0x0400).to_f64()), "6.1035e-5");
-    assert_eq!(format!("{:.2e}", f16::from_bits(0x0001).to_f64()), "5.96e-8");
+    assert_eq!(
+        format!("{:.4e}", f16::from_bits(0x0400).to_f64()),
+        "6.1035e-5"
+    );
+    assert_eq!(
+        format!("{:.2e}", f16::from_bits(0x0001).to_f64()),
+        "5.96e-8"
+    );
     assert_eq!(f16::from_bits(0x7BFF).to_f64(), 65504.0);
     assert_eq!(hc::class(f16::from_bits(0x00C9)), Class::PositiveSubnormal);
 }
@@ -49,8 +55,14 @@ fn nan_styles() {
     assert_eq!(x86.flags, Flags::INVALID);
     let mut cuda = FpEnv::cuda();
     assert_eq!(hc::add(a, one, &mut cuda).to_bits(), 0x7FFF);
-    assert_eq!(hc::mul(f16::INFINITY, f16::ZERO, &mut cuda).to_bits(), 0x7FFF);
-    let mut arm = FpEnv { nan: NanStyle::Canonical, ..rne() };
+    assert_eq!(
+        hc::mul(f16::INFINITY, f16::ZERO, &mut cuda).to_bits(),
+        0x7FFF
+    );
+    let mut arm = FpEnv {
+        nan: NanStyle::Canonical,
+        ..rne()
+    };
     assert_eq!(hc::sqrt(f16::NEG_ONE, &mut arm).to_bits(), 0x7E00);
     assert_eq!(hc::sqrt(bf16::NEG_ONE, &mut arm).to_bits(), 0x7FC0);
     let mut x86 = rne();
@@ -92,17 +104,36 @@ fn fast_paths_match_the_generic_path() {
         ];
         for (quick, exact) in ops {
             let (q, s) = (quick(x, y), exact(x, y, &mut e));
-            assert!(same_value(q.to_bits().into(), s.to_bits().into(), q.is_nan() && s.is_nan()), "{a:04X} {b:04X}");
+            assert!(
+                same_value(
+                    q.to_bits().into(),
+                    s.to_bits().into(),
+                    q.is_nan() && s.is_nan()
+                ),
+                "{a:04X} {b:04X}"
+            );
         }
         let (q, s) = (fast::sqrt_f16(x), hc::sqrt(x, &mut e));
-        assert!(q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()), "sqrt {a:04X}");
+        assert!(
+            q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()),
+            "sqrt {a:04X}"
+        );
         let (xb, yb) = (bf16::from_bits(a), bf16::from_bits(b));
         let (q, s) = (fast::mul_bf16(xb, yb), hc::mul(xb, yb, &mut e));
-        assert!(q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()), "bf16 mul {a:04X} {b:04X}");
+        assert!(
+            q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()),
+            "bf16 mul {a:04X} {b:04X}"
+        );
         let (q, s) = (fast::div_bf16(xb, yb), hc::div(xb, yb, &mut e));
-        assert!(q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()), "bf16 div {a:04X} {b:04X}");
+        assert!(
+            q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()),
+            "bf16 div {a:04X} {b:04X}"
+        );
         let (q, s) = (fast::add_bf16(xb, yb), hc::add(xb, yb, &mut e));
-        assert!(q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()), "bf16 add {a:04X} {b:04X}");
+        assert!(
+            q.to_bits() == s.to_bits() || (q.is_nan() && s.is_nan()),
+            "bf16 add {a:04X} {b:04X}"
+        );
     }
 }
 
@@ -110,7 +141,17 @@ fn fast_paths_match_the_generic_path() {
 fn slice_round_trips_match_scalar_conversion() {
     let mut next = rng(11);
     let mut values: Vec<f32> = (0..10_000).map(|_| f32::from_bits(next() as u32)).collect();
-    values.extend([0.0, -0.0, 65504.0, 65520.0, 65519.99, 1e-8, 2.98e-8, 3e-8, f32::INFINITY]);
+    values.extend([
+        0.0,
+        -0.0,
+        65504.0,
+        65520.0,
+        65519.99,
+        1e-8,
+        2.98e-8,
+        3e-8,
+        f32::INFINITY,
+    ]);
     let mut through16 = values.clone();
     fast::round_slice_through_f16(&mut through16);
     let mut through_bf = values.clone();
@@ -119,8 +160,14 @@ fn slice_round_trips_match_scalar_conversion() {
         let mut e = rne();
         let want16 = hc::to_f32(hc::from_f32::<f16>(x, &mut e), &mut e);
         let wantbf = hc::to_f32(hc::from_f32::<bf16>(x, &mut e), &mut e);
-        assert!(r16.to_bits() == want16.to_bits() || (x.is_nan() && r16.is_nan()), "{x:e}");
-        assert!(rbf.to_bits() == wantbf.to_bits() || (x.is_nan() && rbf.is_nan()), "{x:e}");
+        assert!(
+            r16.to_bits() == want16.to_bits() || (x.is_nan() && r16.is_nan()),
+            "{x:e}"
+        );
+        assert!(
+            rbf.to_bits() == wantbf.to_bits() || (x.is_nan() && rbf.is_nan()),
+            "{x:e}"
+        );
     }
 }
 
@@ -131,15 +178,26 @@ fn half(bits: u16) -> Half {
 #[test]
 fn quiet_ops_match_apfloat_exhaustively_on_one_side() {
     let mut next = rng(3);
-    let partners: Vec<u16> = (0..48).map(|_| next() as u16).chain([0, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x0001, 0x8001]).collect();
+    let partners: Vec<u16> = (0..48)
+        .map(|_| next() as u16)
+        .chain([0, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x0001, 0x8001])
+        .collect();
     for a in 0..=u16::MAX {
         let x = f16::from_bits(a);
         let mut e = rne();
         let up = hc::next_up(x, &mut e);
         let down = hc::next_down(x, &mut e);
         if !x.is_nan() {
-            assert_eq!(u128::from(up.to_bits()), half(a).next_up().value.to_bits(), "next_up {a:04X}");
-            assert_eq!(u128::from(down.to_bits()), half(a).next_down().value.to_bits(), "next_down {a:04X}");
+            assert_eq!(
+                u128::from(up.to_bits()),
+                half(a).next_up().value.to_bits(),
+                "next_up {a:04X}"
+            );
+            assert_eq!(
+                u128::from(down.to_bits()),
+                half(a).next_down().value.to_bits(),
+                "next_down {a:04X}"
+            );
         } else {
             assert!(up.is_nan() && down.is_nan());
         }
@@ -157,12 +215,24 @@ fn quiet_ops_match_apfloat_exhaustively_on_one_side() {
                 if both_zero && i >= 2 {
                     // apfloat's min/max are 754-2008 minNum/maxNum, which leave the sign of a
                     // zero pair unspecified; 754-2019's minimumNumber orders -0 below +0.
-                    let want_negative = if i == 2 { (a | b) & 0x8000 != 0 } else { a & b & 0x8000 != 0 };
-                    assert_eq!(mine.is_sign_negative(), want_negative, "op {i} {a:04X} {b:04X}");
+                    let want_negative = if i == 2 {
+                        (a | b) & 0x8000 != 0
+                    } else {
+                        a & b & 0x8000 != 0
+                    };
+                    assert_eq!(
+                        mine.is_sign_negative(),
+                        want_negative,
+                        "op {i} {a:04X} {b:04X}"
+                    );
                 } else if theirs.is_nan() {
                     assert!(mine.is_nan(), "op {i} {a:04X} {b:04X}");
                 } else {
-                    assert_eq!(u128::from(mine.to_bits()), theirs.to_bits(), "op {i} {a:04X} {b:04X}");
+                    assert_eq!(
+                        u128::from(mine.to_bits()),
+                        theirs.to_bits(),
+                        "op {i} {a:04X} {b:04X}"
+                    );
                 }
             }
             // totalOrder is a total order consistent with the numeric one on numbers.
@@ -173,13 +243,28 @@ fn quiet_ops_match_apfloat_exhaustively_on_one_side() {
             assert!(hc::total_order(x, y) || hc::total_order(y, x));
         }
     }
-    assert!(hc::total_order(f16::NEG_ZERO, f16::ZERO) && !hc::total_order(f16::ZERO, f16::NEG_ZERO));
+    assert!(
+        hc::total_order(f16::NEG_ZERO, f16::ZERO) && !hc::total_order(f16::ZERO, f16::NEG_ZERO)
+    );
     assert!(hc::total_order(f16::from_bits(0xFE00), f16::NEG_INFINITY));
-    assert!(hc::total_order(f16::from_bits(0x7D00), f16::from_bits(0x7E00)), "signalling below quiet");
+    assert!(
+        hc::total_order(f16::from_bits(0x7D00), f16::from_bits(0x7E00)),
+        "signalling below quiet"
+    );
     let mut e = rne();
-    assert_eq!(hc::minimum(f16::ZERO, f16::NEG_ZERO, &mut e).to_bits(), 0x8000);
-    assert_eq!(hc::maximum_number(f16::from_bits(0x7D00), f16::ONE, &mut e), f16::ONE);
-    assert_eq!(e.flags, Flags::INVALID, "a signalling NaN signals even when it loses");
+    assert_eq!(
+        hc::minimum(f16::ZERO, f16::NEG_ZERO, &mut e).to_bits(),
+        0x8000
+    );
+    assert_eq!(
+        hc::maximum_number(f16::from_bits(0x7D00), f16::ONE, &mut e),
+        f16::ONE
+    );
+    assert_eq!(
+        e.flags,
+        Flags::INVALID,
+        "a signalling NaN signals even when it loses"
+    );
 }
 
 #[test]
@@ -189,13 +274,29 @@ fn class_is_consistent_with_the_predicates() {
         let c = hc::class(x);
         let negative = x.is_sign_negative();
         let expect = if x.is_nan() {
-            if a & 0x0200 != 0 { Class::QuietNaN } else { Class::SignalingNaN }
+            if a & 0x0200 != 0 {
+                Class::QuietNaN
+            } else {
+                Class::SignalingNaN
+            }
         } else if x.is_infinite() {
-            if negative { Class::NegativeInfinity } else { Class::PositiveInfinity }
+            if negative {
+                Class::NegativeInfinity
+            } else {
+                Class::PositiveInfinity
+            }
         } else if x == f16::ZERO {
-            if negative { Class::NegativeZero } else { Class::PositiveZero }
+            if negative {
+                Class::NegativeZero
+            } else {
+                Class::PositiveZero
+            }
         } else if x.is_normal() {
-            if negative { Class::NegativeNormal } else { Class::PositiveNormal }
+            if negative {
+                Class::NegativeNormal
+            } else {
+                Class::PositiveNormal
+            }
         } else if negative {
             Class::NegativeSubnormal
         } else {
@@ -203,7 +304,10 @@ fn class_is_consistent_with_the_predicates() {
         };
         assert_eq!(c, expect, "{a:04X}");
         let b = bf16::from_bits(a);
-        assert_eq!(hc::class(b) == Class::QuietNaN || hc::class(b) == Class::SignalingNaN, b.is_nan());
+        assert_eq!(
+            hc::class(b) == Class::QuietNaN || hc::class(b) == Class::SignalingNaN,
+            b.is_nan()
+        );
         let _ = BFloat::ZERO;
     }
 }

@@ -19,7 +19,10 @@ fn observed<F: Format>(x: f32, scale: f32, stored: f32) -> Fate {
         Fate::FlushedToZero
     } else if stored.abs() < libm::ldexpf(1.0, F::EMIN) {
         let lost = (F::EMIN - libm::ilogbf(stored)) as u32;
-        Fate::Subnormal { bits_lost: lost, exact: f64::from(stored) == y }
+        Fate::Subnormal {
+            bits_lost: lost,
+            exact: f64::from(stored) == y,
+        }
     } else if f64::from(stored) == y {
         Fate::Exact
     } else {
@@ -50,8 +53,20 @@ fn fate_boundaries() {
     // Half the smallest subnormal is a tie that rounds to zero; just above it rounds up.
     let half_min = libm::ldexpf(1.0, -25);
     assert_eq!(fate_f32::<f16>(half_min, 1.0), Fate::FlushedToZero);
-    assert_eq!(fate_f32::<f16>(f32::from_bits(half_min.to_bits() + 1), 1.0), Fate::Subnormal { bits_lost: 10, exact: false });
-    assert_eq!(fate_f32::<f16>(1.2e-5, 1.0), Fate::Subnormal { bits_lost: 3, exact: false });
+    assert_eq!(
+        fate_f32::<f16>(f32::from_bits(half_min.to_bits() + 1), 1.0),
+        Fate::Subnormal {
+            bits_lost: 10,
+            exact: false
+        }
+    );
+    assert_eq!(
+        fate_f32::<f16>(1.2e-5, 1.0),
+        Fate::Subnormal {
+            bits_lost: 3,
+            exact: false
+        }
+    );
     assert_eq!(fate_f32::<f16>(1.2e-5, 65536.0), Fate::Rounded);
     assert_eq!(fate_f32::<f16>(65504.0, 1.0), Fate::Exact);
     assert_eq!(fate_f32::<f16>(65519.0, 1.0), Fate::Rounded);
@@ -63,19 +78,40 @@ fn fate_boundaries() {
 
 #[test]
 fn census_counts_every_fate() {
-    let values = [0.0f32, 1.0, 1.0 + 1e-4, 1e-6, 1e-9, 1e6, f32::NAN, f32::NEG_INFINITY, 6.1035156e-5];
+    let values = [
+        0.0f32,
+        1.0,
+        1.0 + 1e-4,
+        1e-6,
+        1e-9,
+        1e6,
+        f32::NAN,
+        f32::NEG_INFINITY,
+        6.1035156e-5,
+    ];
     let c = census::<f16>(&values, 1.0);
-    assert_eq!((c.zero, c.exact, c.rounded, c.subnormal, c.subnormal_inexact), (1, 2, 1, 1, 1));
+    assert_eq!(
+        (c.zero, c.exact, c.rounded, c.subnormal, c.subnormal_inexact),
+        (1, 2, 1, 1, 1)
+    );
     assert_eq!((c.flushed_to_zero, c.overflow, c.nan, c.inf), (1, 1, 1, 1));
     assert_eq!(c.total(), values.len() as u64);
     assert_eq!(c.underflowed(), 2);
-    assert_eq!(c.exp_hist.iter().sum::<u64>(), 6, "finite non-zero values only");
+    assert_eq!(
+        c.exp_hist.iter().sum::<u64>(),
+        6,
+        "finite non-zero values only"
+    );
     assert_eq!(c.max_abs, 1e6);
     assert_eq!(c.min_nonzero_abs, f64::from(1e-9f32));
     // Scaling by 2^16 rescues the flushed value and overflows everything at or above 1.
     let scaled = census::<f16>(&values, 65536.0);
     assert_eq!(scaled.flushed_to_zero, 0);
-    assert_eq!(scaled.overflow, 1 + 2, "1e6, 1.0 and 1.0001 overflow at 2^16 (1e6 already did)");
+    assert_eq!(
+        scaled.overflow,
+        1 + 2,
+        "1e6, 1.0 and 1.0001 overflow at 2^16 (1e6 already did)"
+    );
 }
 
 #[test]
@@ -83,11 +119,22 @@ fn safe_window_is_exact_at_both_ends() {
     let values = [3.0f32, -0.5, 1e-7];
     let c = census::<f16>(&values, 1.0);
     let w = safe_scale_window::<f16>(&c).unwrap();
-    let fits = |k: i32| values.iter().all(|&v| !hc::from_f64::<f16>(f64::from(v) * libm::ldexp(1.0, k), &mut FpEnv::default()).is_infinite());
+    let fits = |k: i32| {
+        values.iter().all(|&v| {
+            !hc::from_f64::<f16>(f64::from(v) * libm::ldexp(1.0, k), &mut FpEnv::default())
+                .is_infinite()
+        })
+    };
     assert!(fits(w.max_exp) && !fits(w.max_exp + 1));
-    let kept = |k: i32| hc::from_f64::<f16>(1e-7f32 as f64 * libm::ldexp(1.0, k), &mut FpEnv::default()).to_bits() != 0;
+    let kept = |k: i32| {
+        hc::from_f64::<f16>(1e-7f32 as f64 * libm::ldexp(1.0, k), &mut FpEnv::default()).to_bits()
+            != 0
+    };
     assert!(kept(w.min_exp_no_flush) && !kept(w.min_exp_no_flush - 1));
     assert_eq!(w.best_exp, w.max_exp);
     assert!(w.is_lossless());
-    assert_eq!(safe_scale_window::<f16>(&census::<f16>(&[0.0, f32::NAN], 1.0)), None);
+    assert_eq!(
+        safe_scale_window::<f16>(&census::<f16>(&[0.0, f32::NAN], 1.0)),
+        None
+    );
 }

@@ -21,7 +21,10 @@ fn all_envs() -> impl Iterator<Item = FpEnv> {
 
 fn structured_bf16() -> Vec<u16> {
     let mut v = oracle::edge_bits_16(7);
-    for exp in (0..255u16).step_by(3).chain([1, 2, 126, 127, 128, 253, 254]) {
+    for exp in (0..255u16)
+        .step_by(3)
+        .chain([1, 2, 126, 127, 128, 253, 254])
+    {
         for frac in [0u16, 1, 0x2A, 0x40, 0x55, 0x7E, 0x7F] {
             let bits = exp << 7 | frac;
             v.push(bits);
@@ -58,7 +61,13 @@ fn check_binary(name: &str, mine: Bin, theirs: SfBin, e: FpEnv, a: u16, b: u16) 
     let got = mine(bf16b(a), bf16b(b), &mut me).to_bits();
     // SAFETY: pure SoftFloat functions.
     let want = bf16_via_odd(&e, || unsafe { theirs(bf16_to_sf64(a), bf16_to_sf64(b)) });
-    assert_eq!((got, me.flags), want, "bf16 {name} {a:04X} {b:04X} {:?}/{:?}", e.rounding, e.tininess);
+    assert_eq!(
+        (got, me.flags),
+        want,
+        "bf16 {name} {a:04X} {b:04X} {:?}/{:?}",
+        e.rounding,
+        e.tininess
+    );
 }
 
 fn check_fma(e: FpEnv, a: u16, b: u16, c: u16) {
@@ -68,7 +77,12 @@ fn check_fma(e: FpEnv, a: u16, b: u16, c: u16) {
     let want = bf16_via_odd(&e, || unsafe {
         sf::f64_mulAdd(bf16_to_sf64(a), bf16_to_sf64(b), bf16_to_sf64(c))
     });
-    assert_eq!((got, me.flags), want, "bf16 mulAdd {a:04X} {b:04X} {c:04X} {:?}", e.rounding);
+    assert_eq!(
+        (got, me.flags),
+        want,
+        "bf16 mulAdd {a:04X} {b:04X} {c:04X} {:?}",
+        e.rounding
+    );
 }
 
 #[test]
@@ -122,13 +136,26 @@ fn unary_ops_exhaustive() {
             for exact in [false, true] {
                 let mut me = e;
                 let got = hc::round_to_int(bf16b(a), exact, &mut me).to_bits();
-                let (r, flags) =
-                    run(&e, || unsafe { sf::f32_roundToInt(s(u32::from(a) << 16), m, exact) });
-                assert_eq!((got, me.flags), ((r.v >> 16) as u16, flags), "bf16 roundToInt {a:04X}");
+                let (r, flags) = run(&e, || unsafe {
+                    sf::f32_roundToInt(s(u32::from(a) << 16), m, exact)
+                });
+                assert_eq!(
+                    (got, me.flags),
+                    ((r.v >> 16) as u16, flags),
+                    "bf16 roundToInt {a:04X}"
+                );
                 let mut me = e;
                 let got = hc::to_i32(bf16b(a), exact, &mut me);
-                let want = run(&e, || unsafe { sf::f32_to_i32(s(u32::from(a) << 16), m, exact) } as i32);
-                assert_eq!((got, me.flags), want, "bf16_to_i32 {a:04X} {:?} {exact}", e.rounding);
+                let want = run(
+                    &e,
+                    || unsafe { sf::f32_to_i32(s(u32::from(a) << 16), m, exact) } as i32,
+                );
+                assert_eq!(
+                    (got, me.flags),
+                    want,
+                    "bf16_to_i32 {a:04X} {:?} {exact}",
+                    e.rounding
+                );
             }
             let mut me = e;
             let got = hc::to_f32(bf16b(a), &mut me).to_bits();
@@ -150,13 +177,24 @@ fn narrowing_conversions() {
             let mut me = e;
             let got = hc::from_f32::<bf16>(f32::from_bits(x), &mut me).to_bits();
             let want = oracle::bf16_from_f32(&e, x);
-            assert_eq!((got, me.flags), want, "f32_to_bf16 {x:08X} {:?}/{:?}", e.rounding, e.tininess);
+            assert_eq!(
+                (got, me.flags),
+                want,
+                "f32_to_bf16 {x:08X} {:?}/{:?}",
+                e.rounding,
+                e.tininess
+            );
         };
         let check64 = |x: u64| {
             let mut me = e;
             let got = hc::from_f64::<bf16>(f64::from_bits(x), &mut me).to_bits();
             let want = bf16_via_odd(&e, || oracle::d(x));
-            assert_eq!((got, me.flags), want, "f64_to_bf16 {x:016X} {:?}", e.rounding);
+            assert_eq!(
+                (got, me.flags),
+                want,
+                "f64_to_bf16 {x:016X} {:?}",
+                e.rounding
+            );
         };
         let check_i32 = |x: i32| {
             let mut me = e;
@@ -166,12 +204,20 @@ fn narrowing_conversions() {
             assert_eq!((got, me.flags), want, "i32_to_bf16 {x}");
         };
         for exp in 0u32..255 {
-            for frac in [0u32, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1_0000, 0x7F_7FFF, 0x7F_8000, 0x7F_FFFF] {
+            for frac in [
+                0u32, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1_0000, 0x7F_7FFF, 0x7F_8000, 0x7F_FFFF,
+            ] {
                 check32(exp << 23 | frac);
                 check32(0x8000_0000 | exp << 23 | frac);
             }
         }
-        for special in [0x7F80_0000u32, 0x7FC0_0000, 0x7F80_0001, 0xFFA0_0001, 0x7F7F_FFFF] {
+        for special in [
+            0x7F80_0000u32,
+            0x7FC0_0000,
+            0x7F80_0001,
+            0xFFA0_0001,
+            0x7F7F_FFFF,
+        ] {
             check32(special);
         }
         for _ in 0..100_000 {
@@ -195,7 +241,11 @@ fn comparisons_structured() {
         ("eq", hc::eq::<bf16>, sf::f32_eq),
         ("lt", hc::lt::<bf16>, sf::f32_lt),
         ("le", hc::le::<bf16>, sf::f32_le),
-        ("eq_signaling", hc::eq_signaling::<bf16>, sf::f32_eq_signaling),
+        (
+            "eq_signaling",
+            hc::eq_signaling::<bf16>,
+            sf::f32_eq_signaling,
+        ),
         ("lt_quiet", hc::lt_quiet::<bf16>, sf::f32_lt_quiet),
         ("le_quiet", hc::le_quiet::<bf16>, sf::f32_le_quiet),
     ];
@@ -207,7 +257,9 @@ fn comparisons_structured() {
                 let mut me = e;
                 let got = mine(bf16b(a), bf16b(b), &mut me);
                 // SAFETY: pure SoftFloat function; bf16 -> f32 is exact as a shift.
-                let want = run(&e, || unsafe { theirs(s(u32::from(a) << 16), s(u32::from(b) << 16)) });
+                let want = run(&e, || unsafe {
+                    theirs(s(u32::from(a) << 16), s(u32::from(b) << 16))
+                });
                 assert_eq!((got, me.flags), want, "bf16 {name} {a:04X} {b:04X}");
             }
         }

@@ -194,11 +194,19 @@ fn conversions_to_wider_and_integers_exhaustive() {
                 let mut me = e;
                 let got = hc::to_u32(x, exact, &mut me);
                 let want = run(&e, || unsafe { sf::f16_to_ui32(h(a), m, exact) } as u32);
-                assert_eq!((got, me.flags), want, "f16_to_ui32 {a:04X} {mode:?} {exact}");
+                assert_eq!(
+                    (got, me.flags),
+                    want,
+                    "f16_to_ui32 {a:04X} {mode:?} {exact}"
+                );
                 let mut me = e;
                 let got = hc::to_u64(x, exact, &mut me);
                 let want = run(&e, || unsafe { sf::f16_to_ui64(h(a), m, exact) } as u64);
-                assert_eq!((got, me.flags), want, "f16_to_ui64 {a:04X} {mode:?} {exact}");
+                assert_eq!(
+                    (got, me.flags),
+                    want,
+                    "f16_to_ui64 {a:04X} {mode:?} {exact}"
+                );
             }
         }
     }
@@ -209,7 +217,13 @@ fn check_from_f32(e: FpEnv, x: u32) {
     let got = hc::from_f32::<f16>(f32::from_bits(x), &mut me).to_bits();
     // SAFETY: pure SoftFloat function.
     let want = run(&e, || unsafe { sf::f32_to_f16(oracle::s(x)) }.v);
-    assert_eq!((got, me.flags), want, "f32_to_f16 {x:08X} {:?}/{:?}", e.rounding, e.tininess);
+    assert_eq!(
+        (got, me.flags),
+        want,
+        "f32_to_f16 {x:08X} {:?}/{:?}",
+        e.rounding,
+        e.tininess
+    );
 }
 
 fn check_from_f64(e: FpEnv, x: u64) {
@@ -217,7 +231,13 @@ fn check_from_f64(e: FpEnv, x: u64) {
     let got = hc::from_f64::<f16>(f64::from_bits(x), &mut me).to_bits();
     // SAFETY: pure SoftFloat function.
     let want = run(&e, || unsafe { sf::f64_to_f16(oracle::d(x)) }.v);
-    assert_eq!((got, me.flags), want, "f64_to_f16 {x:016X} {:?}/{:?}", e.rounding, e.tininess);
+    assert_eq!(
+        (got, me.flags),
+        want,
+        "f64_to_f16 {x:016X} {:?}/{:?}",
+        e.rounding,
+        e.tininess
+    );
 }
 
 #[test]
@@ -226,21 +246,41 @@ fn narrowing_conversions_every_mode() {
     for e in all_envs() {
         // Every f32 exponent that can land near binary16's range, with boundary significands.
         for exp in 90u32..=150 {
-            for frac in [0u32, 1, 0x1000, 0x1FFF, 0x2000, 0x2001, 0x3FFF, 0x7FE000, 0x7FEFFF, 0x7FF000, 0x7FFFFF] {
+            for frac in [
+                0u32, 1, 0x1000, 0x1FFF, 0x2000, 0x2001, 0x3FFF, 0x7FE000, 0x7FEFFF, 0x7FF000,
+                0x7FFFFF,
+            ] {
                 for sign in [0u32, 0x8000_0000] {
                     check_from_f32(e, sign | exp << 23 | frac);
-                    let wide = (u64::from(sign) << 32) | u64::from(exp + 1023 - 127) << 52 | u64::from(frac) << 29;
+                    let wide = (u64::from(sign) << 32)
+                        | u64::from(exp + 1023 - 127) << 52
+                        | u64::from(frac) << 29;
                     check_from_f64(e, wide);
                     check_from_f64(e, wide | 1);
                     check_from_f64(e, wide.wrapping_sub(1));
                 }
             }
         }
-        for special in [0u32, 0x7F80_0000, 0x7FC0_0000, 0x7F80_0001, 0x7FBF_FFFF, 0xFFC1_2345, 0x0000_0001] {
+        for special in [
+            0u32,
+            0x7F80_0000,
+            0x7FC0_0000,
+            0x7F80_0001,
+            0x7FBF_FFFF,
+            0xFFC1_2345,
+            0x0000_0001,
+        ] {
             check_from_f32(e, special);
             check_from_f32(e, special | 0x8000_0000);
         }
-        for special in [0u64, 0x7FF0_0000_0000_0000, 0x7FF8_0000_0000_0000, 0x7FF0_0000_0000_0001, 0x7FF4_0000_0000_0000, 1] {
+        for special in [
+            0u64,
+            0x7FF0_0000_0000_0000,
+            0x7FF8_0000_0000_0000,
+            0x7FF0_0000_0000_0001,
+            0x7FF4_0000_0000_0000,
+            1,
+        ] {
             check_from_f64(e, special);
             check_from_f64(e, special | 1 << 63);
         }
@@ -248,7 +288,11 @@ fn narrowing_conversions_every_mode() {
             let r = rng.next();
             check_from_f32(e, r as u32);
             // Bias the f64 exponent into binary16's neighbourhood half of the time.
-            let x = if r & 1 == 0 { r } else { (r & 0x800F_FFFF_FFFF_FFFF) | ((990 + (r >> 52) % 60) << 52) };
+            let x = if r & 1 == 0 {
+                r
+            } else {
+                (r & 0x800F_FFFF_FFFF_FFFF) | ((990 + (r >> 52) % 60) << 52)
+            };
             check_from_f64(e, x);
         }
     }
@@ -277,7 +321,16 @@ fn integer_to_f16_every_mode() {
         for x in -70_000i64..=70_000 {
             check(x);
         }
-        for x in [i64::MIN, i64::MAX, i32::MIN.into(), i32::MAX.into(), 65504, 65519, 65520, -65520] {
+        for x in [
+            i64::MIN,
+            i64::MAX,
+            i32::MIN.into(),
+            i32::MAX.into(),
+            65504,
+            65519,
+            65520,
+            -65520,
+        ] {
             check(x);
         }
         for _ in 0..20_000 {
@@ -295,7 +348,11 @@ fn comparisons_over_structured_pairs() {
         ("eq", hc::eq::<f16>, sf::f16_eq),
         ("lt", hc::lt::<f16>, sf::f16_lt),
         ("le", hc::le::<f16>, sf::f16_le),
-        ("eq_signaling", hc::eq_signaling::<f16>, sf::f16_eq_signaling),
+        (
+            "eq_signaling",
+            hc::eq_signaling::<f16>,
+            sf::f16_eq_signaling,
+        ),
         ("lt_quiet", hc::lt_quiet::<f16>, sf::f16_lt_quiet),
         ("le_quiet", hc::le_quiet::<f16>, sf::f16_le_quiet),
     ];
@@ -351,7 +408,11 @@ fn every_f32_to_f16_nearest_even() {
     std::thread::scope(|scope| {
         for t in 0..threads {
             scope.spawn(move || {
-                let end = if t == threads - 1 { 1 << 32 } else { (t + 1) * per };
+                let end = if t == threads - 1 {
+                    1 << 32
+                } else {
+                    (t + 1) * per
+                };
                 for x in t * per..end {
                     check_from_f32(e, x as u32);
                 }

@@ -12,7 +12,9 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  halfscale f16 mul 32000 3\n  halfscale f16 add 0x3c00 1e-4 --round up\n  halfscale f16 classify 1.2e-5 --scale 65536\n  echo 'f16_mul near_even 77D0 4200' | halfscale f16 batch")]
+#[command(
+    after_help = "Examples:\n  halfscale f16 mul 32000 3\n  halfscale f16 add 0x3c00 1e-4 --round up\n  halfscale f16 classify 1.2e-5 --scale 65536\n  echo 'f16_mul near_even 77D0 4200' | halfscale f16 batch"
+)]
 pub struct Args {
     #[command(subcommand)]
     op: Op,
@@ -84,9 +86,8 @@ enum NanArg {
 }
 
 fn parse_mode(s: &str) -> Result<RoundingMode, String> {
-    RoundingMode::parse(s).ok_or_else(|| {
-        format!("unknown rounding mode `{s}`: use nearest, zero, down, up or away")
-    })
+    RoundingMode::parse(s)
+        .ok_or_else(|| format!("unknown rounding mode `{s}`: use nearest, zero, down, up or away"))
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -179,7 +180,10 @@ fn apfloat_round(mode: RoundingMode) -> Round {
 
 fn parse_with<T: rustc_apfloat::Float>(text: &str, mode: RoundingMode) -> Option<(u64, bool)> {
     let parsed = T::from_str_r(text, apfloat_round(mode)).ok()?;
-    Some((parsed.value.to_bits() as u64, parsed.status != rustc_apfloat::Status::OK))
+    Some((
+        parsed.value.to_bits() as u64,
+        parsed.status != rustc_apfloat::Status::OK,
+    ))
 }
 
 impl Narrow for f16 {
@@ -195,7 +199,11 @@ impl Narrow for bf16 {
 }
 
 /// An operand: `0x...` bits, or a decimal rounded once to the format (noting when it rounded).
-fn operand<F: Narrow>(text: &str, mode: RoundingMode, notes: &mut Vec<String>) -> Result<F, String> {
+fn operand<F: Narrow>(
+    text: &str,
+    mode: RoundingMode,
+    notes: &mut Vec<String>,
+) -> Result<F, String> {
     if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         let bits = u64::from_str_radix(hex, 16)
             .ok()
@@ -209,8 +217,9 @@ fn operand<F: Narrow>(text: &str, mode: RoundingMode, notes: &mut Vec<String>) -
         "-infinity" => "-inf".to_string(),
         _ => lower,
     };
-    let (bits, rounded) = F::parse_decimal(&normalized, mode)
-        .ok_or_else(|| format!("`{text}` is not a number (decimal like 1.2e-5, inf, nan, or bits like 0x3c00)"))?;
+    let (bits, rounded) = F::parse_decimal(&normalized, mode).ok_or_else(|| {
+        format!("`{text}` is not a number (decimal like 1.2e-5, inf, nan, or bits like 0x3c00)")
+    })?;
     let value = F::from_bits(bits);
     if rounded {
         notes.push(format!("operand {text} rounded to {}", describe(value)));
@@ -226,7 +235,11 @@ fn describe<F: Format>(x: F) -> String {
     let decimal = if wide.is_nan() {
         "NaN".to_string()
     } else if wide.is_infinite() {
-        if wide > 0.0 { "inf".into() } else { "-inf".into() }
+        if wide > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if wide == 0.0 || (1e-4..1e5).contains(&wide.abs()) {
         format!("{}", round_sig(wide, 5))
     } else {

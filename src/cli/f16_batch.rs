@@ -17,8 +17,15 @@ pub enum LineError {
     Empty,
     UnknownOp(String),
     UnknownMode(String),
-    Arity { op: String, expected: usize, found: usize },
-    BadOperand { operand: String, width: usize },
+    Arity {
+        op: String,
+        expected: usize,
+        found: usize,
+    },
+    BadOperand {
+        operand: String,
+        width: usize,
+    },
 }
 
 impl fmt::Display for LineError {
@@ -30,7 +37,11 @@ impl fmt::Display for LineError {
                 f,
                 "unknown rounding mode `{m}` (expected near_even, minMag, min, max or near_maxMag)"
             ),
-            LineError::Arity { op, expected, found } => {
+            LineError::Arity {
+                op,
+                expected,
+                found,
+            } => {
                 write!(f, "`{op}` takes {expected} operand(s), found {found}")
             }
             LineError::BadOperand { operand, width } => write!(
@@ -111,7 +122,11 @@ pub fn answer_line(line: &str, base: FpEnv) -> Result<String, LineError> {
         "f16" => eval::<f16>(op, &name, &operands, &mut env)?,
         _ => eval::<bf16>(op, &name, &operands, &mut env)?,
     };
-    Ok(format!("{} {:02X}", format_result(bits, ty), env.flags.bits()))
+    Ok(format!(
+        "{} {:02X}",
+        format_result(bits, ty),
+        env.flags.bits()
+    ))
 }
 
 fn eval<F: Format>(
@@ -203,7 +218,10 @@ mod tests {
     #[test]
     fn widths_follow_the_result_type() {
         assert_eq!(answer("f16_to_f32 near_even 3C00").unwrap(), "3F800000 00");
-        assert_eq!(answer("f16_to_f64 near_even 3C00").unwrap(), "3FF0000000000000 00");
+        assert_eq!(
+            answer("f16_to_f64 near_even 3C00").unwrap(),
+            "3FF0000000000000 00"
+        );
         assert_eq!(answer("f16_to_i32 near_even BC00").unwrap(), "FFFFFFFF 00");
         assert_eq!(answer("f16_lt near_even 3C00 4000").unwrap(), "1 00");
         assert_eq!(answer("i32_to_f16 near_even FFFFFFFF").unwrap(), "BC00 00");
@@ -213,11 +231,29 @@ mod tests {
     #[test]
     fn malformed_lines_are_errors() {
         assert_eq!(answer(""), Err(LineError::Empty));
-        assert!(matches!(answer("f16_frob near_even 0000"), Err(LineError::UnknownOp(_))));
-        assert!(matches!(answer("f16_add nearest_odd 0000 0000"), Err(LineError::UnknownMode(_))));
-        assert!(matches!(answer("f16_add near_even 0000"), Err(LineError::Arity { .. })));
-        assert!(matches!(answer("f16_add near_even 00000 0000"), Err(LineError::BadOperand { .. })));
-        assert!(matches!(answer("f16_add near_even xyz 0000"), Err(LineError::BadOperand { .. })));
-        assert!(matches!(answer("f16_add near_even +1 0000"), Err(LineError::BadOperand { .. })));
+        assert!(matches!(
+            answer("f16_frob near_even 0000"),
+            Err(LineError::UnknownOp(_))
+        ));
+        assert!(matches!(
+            answer("f16_add nearest_odd 0000 0000"),
+            Err(LineError::UnknownMode(_))
+        ));
+        assert!(matches!(
+            answer("f16_add near_even 0000"),
+            Err(LineError::Arity { .. })
+        ));
+        assert!(matches!(
+            answer("f16_add near_even 00000 0000"),
+            Err(LineError::BadOperand { .. })
+        ));
+        assert!(matches!(
+            answer("f16_add near_even xyz 0000"),
+            Err(LineError::BadOperand { .. })
+        ));
+        assert!(matches!(
+            answer("f16_add near_even +1 0000"),
+            Err(LineError::BadOperand { .. })
+        ));
     }
 }

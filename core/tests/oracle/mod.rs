@@ -97,7 +97,11 @@ pub fn bf16_via_odd(env: &FpEnv, op: impl Fn() -> sf::float64_t) -> (u16, Flags)
 /// bits kept, quiet bit set, which is also what x86's VCVTNEPS2BF16 and `half` do.
 pub fn bf16_from_f32(env: &FpEnv, x: u32) -> (u16, Flags) {
     if x & 0x7FFF_FFFF > 0x7F80_0000 {
-        let invalid = if x & 0x0040_0000 == 0 { Flags::INVALID } else { Flags::NONE };
+        let invalid = if x & 0x0040_0000 == 0 {
+            Flags::INVALID
+        } else {
+            Flags::NONE
+        };
         return ((x >> 16) as u16 | 0x0040, invalid);
     }
     // SAFETY: pure SoftFloat conversion.
@@ -109,7 +113,11 @@ pub fn bf16_from_f32(env: &FpEnv, x: u32) -> (u16, Flags) {
 /// (see [`bf16_from_f32`]: the patch's shift is off by one in this direction too).
 pub fn bf16_to_f32(env: &FpEnv, a: u16) -> (u32, Flags) {
     if a & 0x7FFF > 0x7F80 {
-        let invalid = if a & 0x0040 == 0 { Flags::INVALID } else { Flags::NONE };
+        let invalid = if a & 0x0040 == 0 {
+            Flags::INVALID
+        } else {
+            Flags::NONE
+        };
         return (u32::from(a) << 16 | 0x0040_0000, invalid);
     }
     // SAFETY: pure SoftFloat conversion.
