@@ -7,17 +7,9 @@ mod oracle;
 
 use halfscale_core::half::bf16;
 use halfscale_core::{self as hc, FpEnv, RoundingMode, Tininess};
-use oracle::{bf16_to_sf64, bf16_via_odd, bf16b, env, run, s};
+use oracle::{all_envs, bf16_to_sf64, bf16_via_odd, bf16b, env, run, s, Rng};
 use proptest::prelude::*;
 use softfloat_sys as sf;
-
-const TININESS: [Tininess; 2] = [Tininess::AfterRounding, Tininess::BeforeRounding];
-
-fn all_envs() -> impl Iterator<Item = FpEnv> {
-    RoundingMode::ALL
-        .into_iter()
-        .flat_map(|m| TININESS.into_iter().map(move |t| env(m, t)))
-}
 
 fn structured_bf16() -> Vec<u16> {
     let mut v = oracle::edge_bits_16(7);
@@ -34,16 +26,6 @@ fn structured_bf16() -> Vec<u16> {
     v.sort_unstable();
     v.dedup();
     v
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 type Bin = fn(bf16, bf16, &mut FpEnv) -> bf16;

@@ -8,17 +8,9 @@ mod oracle;
 
 use halfscale_core::half::f16;
 use halfscale_core::{self as hc, FpEnv, RoundingMode, Tininess};
-use oracle::{env, f16b, h, run};
+use oracle::{all_envs, env, f16b, h, run, Rng};
 use proptest::prelude::*;
 use softfloat_sys as sf;
-
-const TININESS: [Tininess; 2] = [Tininess::AfterRounding, Tininess::BeforeRounding];
-
-fn all_envs() -> impl Iterator<Item = FpEnv> {
-    RoundingMode::ALL
-        .into_iter()
-        .flat_map(|m| TININESS.into_iter().map(move |t| env(m, t)))
-}
 
 /// Operands: every exponent with several significands, plus the edge set, both signs.
 fn structured_f16() -> Vec<u16> {
@@ -33,17 +25,6 @@ fn structured_f16() -> Vec<u16> {
     v.sort_unstable();
     v.dedup();
     v
-}
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 type Bin = fn(f16, f16, &mut FpEnv) -> f16;

@@ -45,6 +45,27 @@ pub fn d(bits: u64) -> sf::float64_t {
     sf::float64_t { v: bits }
 }
 
+/// Every rounding mode under both tininess rules.
+pub fn all_envs() -> impl Iterator<Item = FpEnv> {
+    RoundingMode::ALL.into_iter().flat_map(|m| {
+        [Tininess::AfterRounding, Tininess::BeforeRounding]
+            .into_iter()
+            .map(move |t| env(m, t))
+    })
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
 pub fn env(mode: RoundingMode, tininess: Tininess) -> FpEnv {
     FpEnv {
         tininess,
