@@ -596,67 +596,85 @@ fn events(seed: u64, n: usize, one_in: u64) -> Vec<bool> {
 
 fn deepspeed_matches(legacy: bool) {
     let mut checked = 0;
-    for seed in 1..=60u64 {
-        for (init, min_scale) in [(65536.0, 1.0), (1000.0, 0.3), (4.0, 4.0), (3.0e9, 1.0)] {
-            for (hysteresis, consecutive) in [(1, false), (2, false), (3, true), (2, true)] {
-                for raise in [false, true] {
-                    let window = 1 + (seed % 5) as u32;
-                    let config = ScalerConfig {
-                        init_scale: init,
-                        growth_interval: window,
-                        hysteresis,
-                        consecutive_hysteresis: consecutive,
-                        min_scale: Some(min_scale),
-                        at_floor: if raise {
-                            FloorPolicy::Error
-                        } else {
-                            FloorPolicy::Hold
-                        },
-                        growth_timing: if legacy {
-                            GrowthTiming::PyTorch
-                        } else {
-                            GrowthTiming::DeepSpeed
-                        },
-                        precision: ScalePrecision::F64,
-                        ..ScalerConfig::deepspeed()
-                    };
-                    let mut ours = LossScaler::new(config).unwrap();
-                    let mut oracle = DeepSpeedOracle {
-                        cur_scale: init,
-                        cur_iter: 0,
-                        last_overflow_iter: -1,
-                        scale_factor: 2.0,
-                        scale_window: i64::from(window),
-                        min_scale,
-                        delayed_shift: hysteresis,
-                        cur_hysteresis: hysteresis,
-                        consecutive_hysteresis: consecutive,
-                        raise_error_at_min_scale: raise,
-                        legacy,
-                    };
-                    for (step, overflow) in events(seed, 400, 2 + seed % 4).into_iter().enumerate()
-                    {
-                        let found = if overflow { Found::Inf } else { Found::Finite };
-                        let a = ours.update(found);
-                        let b = oracle.update_scale(overflow);
-                        assert_eq!(a.is_err(), b.is_err(), "seed {seed} step {step} {config:?}");
-                        if b.is_err() {
-                            break;
+    // DeepSpeed backs off by dividing by its one scale_factor; x / 3 is not x * (1/3) in f64.
+    // The older rule is PyTorch timing, which multiplies: only factor 2 is the same there.
+    let factors: &[f64] = if legacy { &[2.0] } else { &[2.0, 3.0] };
+    for &factor in factors {
+        for seed in 1..=60u64 {
+            for (init, min_scale) in [
+                (65536.0, 1.0),
+                (1000.0, 0.3),
+                (4.0, 4.0),
+                (3.0e9, 1.0),
+                (7.0, 0.01),
+            ] {
+                for (hysteresis, consecutive) in [(1, false), (2, false), (3, true), (2, true)] {
+                    for raise in [false, true] {
+                        let window = 1 + (seed % 5) as u32;
+                        let config = ScalerConfig {
+                            init_scale: init,
+                            growth_interval: window,
+                            hysteresis,
+                            consecutive_hysteresis: consecutive,
+                            min_scale: Some(min_scale),
+                            at_floor: if raise {
+                                FloorPolicy::Error
+                            } else {
+                                FloorPolicy::Hold
+                            },
+                            growth_timing: if legacy {
+                                GrowthTiming::PyTorch
+                            } else {
+                                GrowthTiming::DeepSpeed
+                            },
+                            precision: ScalePrecision::F64,
+                            growth_factor: factor,
+                            backoff_factor: 1.0 / factor,
+                            ..ScalerConfig::deepspeed()
+                        };
+                        let mut ours = LossScaler::new(config).unwrap();
+                        let mut oracle = DeepSpeedOracle {
+                            cur_scale: init,
+                            cur_iter: 0,
+                            last_overflow_iter: -1,
+                            scale_factor: factor,
+                            scale_window: i64::from(window),
+                            min_scale,
+                            delayed_shift: hysteresis,
+                            cur_hysteresis: hysteresis,
+                            consecutive_hysteresis: consecutive,
+                            raise_error_at_min_scale: raise,
+                            legacy,
+                        };
+                        for (step, overflow) in
+                            events(seed, 400, 2 + seed % 4).into_iter().enumerate()
+                        {
+                            let found = if overflow { Found::Inf } else { Found::Finite };
+                            let a = ours.update(found);
+                            let b = oracle.update_scale(overflow);
+                            assert_eq!(
+                                a.is_err(),
+                                b.is_err(),
+                                "seed {seed} step {step} {config:?}"
+                            );
+                            if b.is_err() {
+                                break;
+                            }
+                            assert_eq!(
+                                ours.scale().to_bits(),
+                                oracle.cur_scale.to_bits(),
+                                "seed {seed} step {step} {config:?}"
+                            );
+                            assert_eq!(ours.hysteresis_left(), oracle.cur_hysteresis);
+                            if !legacy {
+                                // The tracker is DeepSpeed's next stable_interval, reduced into 0..=W.
+                                let s = oracle.cur_iter - oracle.last_overflow_iter - 1;
+                                let w = i64::from(window);
+                                let reduced = if s == 0 { 0 } else { (s - 1) % w + 1 };
+                                assert_eq!(i64::from(ours.growth_tracker()), reduced);
+                            }
+                            checked += 1;
                         }
-                        assert_eq!(
-                            ours.scale().to_bits(),
-                            oracle.cur_scale.to_bits(),
-                            "seed {seed} step {step} {config:?}"
-                        );
-                        assert_eq!(ours.hysteresis_left(), oracle.cur_hysteresis);
-                        if !legacy {
-                            // The tracker is DeepSpeed's next stable_interval, reduced into 0..=W.
-                            let s = oracle.cur_iter - oracle.last_overflow_iter - 1;
-                            let w = i64::from(window);
-                            let reduced = if s == 0 { 0 } else { (s - 1) % w + 1 };
-                            assert_eq!(i64::from(ours.growth_tracker()), reduced);
-                        }
-                        checked += 1;
                     }
                 }
             }

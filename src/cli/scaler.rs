@@ -70,7 +70,9 @@ pub struct ReplayArgs {
     /// Multiplier on growth, > 1 (DeepSpeed's scale_factor is 2).
     #[arg(long, value_name = "F", default_value_t = 2.0)]
     pub growth_factor: f64,
-    /// Multiplier on backoff, in (0, 1) (DeepSpeed divides by 2: 0.5).
+    /// Multiplier on backoff, in (0, 1). DeepSpeed divides by its scale_factor instead: with
+    /// --growth-timing deepspeed and a backoff of exactly 1/growth the scale is divided by the
+    /// growth factor, as DeepSpeed does (x / 3 and x * (1/3) differ in f64).
     #[arg(long, value_name = "F", default_value_t = 0.5)]
     pub backoff_factor: f64,
     /// Clean updates per growth, W (PyTorch growth_interval, DeepSpeed scale_window).

@@ -79,6 +79,12 @@ impl ScalePrecision {
     pub fn mul(self, scale: f64, factor: f64) -> f64 {
         self.round(scale * factor)
     }
+
+    /// `scale / divisor` as the framework computes it: an f64 quotient, rounded to the precision.
+    #[inline]
+    pub fn div(self, scale: f64, divisor: f64) -> f64 {
+        self.round(scale / divisor)
+    }
 }
 
 /// A loss scaler's configuration. [`ScalerConfig::pytorch`] is `torch.amp.GradScaler()`

@@ -146,7 +146,15 @@ impl LossScaler {
                 return Err(ScalerError::ScaleAtFloor { scale: self.scale });
             }
         }
-        let candidate = c.precision.mul(self.scale, c.backoff_factor);
+        // DeepSpeed has one `scale_factor` and backs off by dividing by it; with reciprocal
+        // factors under DeepSpeed timing, divide as it does (x / 3 and x * (1/3) differ in f64).
+        let divides =
+            c.growth_timing == GrowthTiming::DeepSpeed && c.backoff_factor * c.growth_factor == 1.0;
+        let candidate = if divides {
+            c.precision.div(self.scale, c.growth_factor)
+        } else {
+            c.precision.mul(self.scale, c.backoff_factor)
+        };
         let change = match self.floor {
             Some(floor) if candidate < floor => {
                 self.scale = floor;
