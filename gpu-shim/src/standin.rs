@@ -1,0 +1,106 @@
+//! The stand-in compiled without the `cuda` feature: the public API of the CUDA backend, whose
+//! constructor and [`probe`] return [`GpuError::NotBuilt`]. No value of [`GpuBackend`] can exist,
+//! so every method body is unreachable by construction.
+
+use crate::error::{GpuError, Result};
+use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
+use halfscale_core::scaler::NonFiniteReport;
+use halfscale_sim::adam::{AdamConfig, AdamState};
+use halfscale_sim::backend::{Backend, Batch, EvalStats};
+use halfscale_sim::{Params, Precision};
+
+/// Always [`GpuError::NotBuilt`] in this build.
+pub fn probe() -> Result<DeviceInfo> {
+    Err(GpuError::NotBuilt)
+}
+
+/// The CUDA backend's stand-in: cannot be constructed in a build without CUDA.
+#[derive(Debug)]
+pub struct GpuBackend {
+    never: std::convert::Infallible,
+}
+
+impl GpuBackend {
+    /// Always [`GpuError::NotBuilt`] in this build.
+    pub fn new(_precision: Precision, _capacity: usize) -> Result<Self> {
+        Err(GpuError::NotBuilt)
+    }
+    pub fn device(&self) -> &DeviceInfo {
+        match self.never {}
+    }
+    pub fn capacity(&self) -> usize {
+        match self.never {}
+    }
+    pub fn take_error(&mut self) -> Result<()> {
+        match self.never {}
+    }
+    pub fn upload_train_set(&mut self, _images: &[f32], _labels: &[u8]) -> Result<()> {
+        match self.never {}
+    }
+    pub fn set_order(&mut self, _order: &[u32]) -> Result<()> {
+        match self.never {}
+    }
+    pub fn set_device_scaler(&mut self, _scaler: DeviceScaler) -> Result<()> {
+        match self.never {}
+    }
+    pub fn step_device_scaled(
+        &mut self,
+        _start: usize,
+        _n: usize,
+        _adam: &AdamConfig,
+    ) -> Result<()> {
+        match self.never {}
+    }
+    pub fn drain_records(&mut self) -> Result<Vec<StepRecord>> {
+        match self.never {}
+    }
+    pub fn device_scale(&self) -> Result<(f32, u32)> {
+        match self.never {}
+    }
+    pub fn synchronize(&self) -> Result<()> {
+        match self.never {}
+    }
+}
+
+impl Backend for GpuBackend {
+    fn describe(&self) -> String {
+        match self.never {}
+    }
+    fn precision(&self) -> Precision {
+        match self.never {}
+    }
+    fn load_params(&mut self, _params: &Params) {
+        match self.never {}
+    }
+    fn read_params(&self, _out: &mut Params) {
+        match self.never {}
+    }
+    fn load_optimizer(&mut self, _state: &AdamState) {
+        match self.never {}
+    }
+    fn read_optimizer(&self, _out: &mut AdamState) {
+        match self.never {}
+    }
+    fn forward_backward(
+        &mut self,
+        _batch: Batch<'_>,
+        _loss_scale: f32,
+    ) -> halfscale_sim::Result<f32> {
+        match self.never {}
+    }
+    fn read_logits(&self, _out: &mut Vec<f32>) {
+        match self.never {}
+    }
+    fn read_grads(&self, _out: &mut Params) {
+        match self.never {}
+    }
+    fn unscale_and_check(&mut self, _inv_scale: f32) -> NonFiniteReport {
+        match self.never {}
+    }
+    fn adam_step(&mut self, _config: &AdamConfig) {
+        match self.never {}
+    }
+    fn evaluate(&mut self, _batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
+        match self.never {}
+    }
+}

@@ -1,0 +1,87 @@
+//! Plain data shared by the CUDA backend and its stand-in.
+
+/// What [`crate::probe`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// `cuDeviceGetName` of device 0.
+    pub name: String,
+    /// `cuDriverGetVersion` (13000 = CUDA 13.0).
+    pub driver_version: i32,
+    /// Compute capability (major, minor).
+    pub compute_capability: (i32, i32),
+    /// Global memory in bytes.
+    pub memory_bytes: usize,
+}
+
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (sm_{}{}, {:.0} GiB, driver CUDA {}.{})",
+            self.name,
+            self.compute_capability.0,
+            self.compute_capability.1,
+            self.memory_bytes as f64 / f64::from(1u32 << 30),
+            self.driver_version / 1000,
+            (self.driver_version % 1000) / 10
+        )
+    }
+}
+
+/// The loss scaler kept on the device: `torch.amp.GradScaler`'s five parameters (enabled, with
+/// NaN counted as an overflow). Policies beyond PyTorch's (floors, ceilings, hysteresis) need the
+/// host scaler and the [`halfscale_sim::Backend`] path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceScaler {
+    pub init_scale: f32,
+    pub growth_factor: f64,
+    pub backoff_factor: f64,
+    pub growth_interval: u32,
+}
+
+impl Default for DeviceScaler {
+    /// `GradScaler()`: 2^16, x2 every 2000 clean steps, x0.5 on overflow.
+    fn default() -> Self {
+        Self {
+            init_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+        }
+    }
+}
+
+/// One device-scaled step as the device recorded it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRecord {
+    /// Mean loss of the batch (unscaled).
+    pub loss: f32,
+    /// The scale the backward pass used.
+    pub scale: f32,
+    /// NaN and inf gradient elements found before unscaling.
+    pub nan: u32,
+    pub inf: u32,
+    /// The optimizer step was skipped (found_inf).
+    pub skipped: bool,
+    /// The scale and growth tracker after the update.
+    pub next_scale: f32,
+    pub growth_tracker: u32,
+    /// Adam's step count after the step (low 32 bits).
+    pub adam_step: u32,
+}
+
+impl StepRecord {
+    /// Decodes the 8 words `step_finish` writes.
+    pub fn from_words(w: &[u32]) -> Self {
+        Self {
+            loss: f32::from_bits(w[0]),
+            scale: f32::from_bits(w[1]),
+            nan: w[2],
+            inf: w[3],
+            skipped: w[4] != 0,
+            next_scale: f32::from_bits(w[5]),
+            growth_tracker: w[6],
+            adam_step: w[7],
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Without the `cuda` feature the backend is a stand-in that says how to rebuild.
+#![cfg(not(feature = "cuda"))]
+
+use halfscale_gpu::{probe, GpuBackend, GpuError, BUILT_WITH_CUDA};
+use halfscale_sim::Precision;
+
+#[test]
+fn the_stand_in_returns_not_built_with_the_rebuild_command() {
+    const { assert!(!BUILT_WITH_CUDA) };
+    let err = GpuBackend::new(Precision::Fp16, 64).unwrap_err();
+    assert_eq!(err, GpuError::NotBuilt);
+    assert_eq!(probe().unwrap_err(), GpuError::NotBuilt);
+    let msg = err.to_string();
+    assert!(msg.contains("built without CUDA"), "{msg}");
+    assert!(
+        msg.contains("cargo build --release --features cuda"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "one line: {msg}");
+}
