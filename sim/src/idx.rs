@@ -74,8 +74,14 @@ pub fn parse_u8(path: &Path, bytes: &[u8], ndims: u8) -> Result<IdxArray> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let payload: u64 = dims.iter().map(|&d| u64::from(d)).product();
-    let expected = header_len as u64 + payload;
+    // Checked: a corrupt header's dims can multiply past u64 (found by the idx_parse fuzz target).
+    let expected = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+        .and_then(|payload| payload.checked_add(header_len as u64));
+    let Some(expected) = expected else {
+        return Err(SimError::DimsOverflow { path: p(), dims });
+    };
     let found = bytes.len() as u64;
     if found < expected {
         return Err(SimError::Truncated {
