@@ -1,0 +1,202 @@
+//! A short training run on the GPU against the simulator's mixed-precision CPU backend, and the
+//! sync-free device-scaled path against the GPU's own trait path. Plus an ignored benchmark
+//! (one MNIST epoch, device-scaled) that scripts/gpu-check runs.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::*;
+use halfscale_core::scaler::inv_scale;
+use halfscale_gpu::DeviceScaler;
+use halfscale_sim::adam::{AdamConfig, AdamState};
+use halfscale_sim::cpu::CpuBackend;
+use halfscale_sim::dataset::{Batches, IMAGE_PIXELS};
+use halfscale_sim::model::{Layer, PARAM_COUNT};
+use halfscale_sim::rng::SeededRng;
+use halfscale_sim::{Backend, Batch, Params, Precision};
+
+const STEPS: usize = 20;
+const BATCH: usize = 64;
+/// The documented bound on per-step losses over 20 steps (gpu-shim/README.md): relative 1e-3.
+const LOSS_REL: f32 = 1e-3;
+
+fn synthetic(len: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
+    let mut rng = SeededRng::new(seed);
+    let labels: Vec<u8> = (0..len).map(|_| rng.below(10) as u8).collect();
+    // Class-dependent blobs so the loss falls.
+    let images = (0..len * IMAGE_PIXELS)
+        .map(|k| {
+            let (img, p) = (k / IMAGE_PIXELS, k % IMAGE_PIXELS);
+            let c = usize::from(labels[img]);
+            let on = (p / 28) / 3 == c || (p % 28) / 3 == c;
+            (if on { 0.8 } else { 0.0 }) + rng.uniform(0.0, 0.2)
+        })
+        .collect();
+    (images, labels)
+}
+
+#[test]
+fn per_layer_gradients_match_the_simulator_and_losses_stay_within_the_bound() {
+    let Some(mut gpu) = backend(BATCH) else {
+        return;
+    };
+    let mut cpu = CpuBackend::new(Precision::Fp16, BATCH);
+    let (images, labels) = synthetic(STEPS * BATCH, 21);
+    let params = Params::init(1);
+    for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
+        b.load_params(&params);
+        b.load_optimizer(&AdamState::new(PARAM_COUNT));
+    }
+    let config = AdamConfig::default();
+    let scale = 65536f32;
+    let (mut gg, mut cg) = (Params::zeros(), Params::zeros());
+    let mut worst = [0f64; 4];
+    for step in 0..STEPS {
+        let r = step * BATCH..(step + 1) * BATCH;
+        let batch = Batch {
+            images: &images[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS],
+            labels: &labels[r],
+        };
+        let lg = gpu.forward_backward(batch, scale).unwrap();
+        let lc = cpu.forward_backward(batch, scale).unwrap();
+        assert!(
+            (lg - lc).abs() <= LOSS_REL * lc.abs().max(1.0),
+            "step {step}: loss gpu {lg} cpu {lc}"
+        );
+        if step == 0 {
+            let (mut a, mut c) = (Vec::new(), Vec::new());
+            gpu.read_logits(&mut a);
+            cpu.read_logits(&mut c);
+            assert_bits("logits (same weights, same batch)", &a, &c);
+        }
+        gpu.read_grads(&mut gg);
+        cpu.read_grads(&mut cg);
+        for (w, l) in worst.iter_mut().zip(Layer::ALL) {
+            let d = max_diff(&gg.data[l.range()], &cg.data[l.range()]);
+            *w = w.max(d);
+        }
+        let rg = gpu.unscale_and_check(inv_scale(f64::from(scale)));
+        let rc = cpu.unscale_and_check(inv_scale(f64::from(scale)));
+        assert_eq!(rg.found_inf(), rc.found_inf(), "step {step}");
+        if !rg.found_inf() {
+            gpu.adam_step(&config);
+            cpu.adam_step(&config);
+        }
+        println!("step {step:2}: loss gpu {lg:.7} cpu {lc:.7}");
+    }
+    gpu.take_error().unwrap();
+    for (w, l) in worst.iter().zip(Layer::ALL) {
+        // One line per layer, parsed by scripts/gpu-check.
+        println!("LAYER {} max|grad gpu - sim| = {w:.3e}", l.name());
+    }
+    let mut st = AdamState::new(PARAM_COUNT);
+    gpu.read_optimizer(&mut st);
+    assert_eq!(st.step, STEPS as u64);
+}
+
+#[test]
+fn the_device_scaled_step_equals_the_trait_path_bit_for_bit() {
+    let Some(mut a) = backend(BATCH) else { return };
+    let Some(mut b) = backend(BATCH) else { return };
+    let (images, labels) = synthetic(STEPS * BATCH, 22);
+    let params = Params::init(3);
+    let config = AdamConfig::default();
+    for g in [&mut a, &mut b] {
+        g.load_params(&params);
+        g.load_optimizer(&AdamState::new(PARAM_COUNT));
+    }
+    a.upload_train_set(&images, &labels).unwrap();
+    let order: Vec<u32> = (0..(STEPS * BATCH) as u32).collect();
+    a.set_order(&order).unwrap();
+    let scaler = DeviceScaler {
+        growth_interval: 5,
+        ..DeviceScaler::default()
+    };
+    a.set_device_scaler(scaler).unwrap();
+    for step in 0..STEPS {
+        a.step_device_scaled(step * BATCH, BATCH, &config).unwrap();
+    }
+    let records = a.drain_records().unwrap();
+    assert_eq!(records.len(), STEPS);
+    // The same steps through the trait with the host scaler of the same semantics.
+    let (mut scale, mut tracker) = (scaler.init_scale, 0u32);
+    for (step, rec) in records.iter().enumerate() {
+        let r = step * BATCH..(step + 1) * BATCH;
+        let batch = Batch {
+            images: &images[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS],
+            labels: &labels[r],
+        };
+        let loss = b.forward_backward(batch, scale).unwrap();
+        assert_eq!(rec.loss.to_bits(), loss.to_bits(), "step {step}: loss");
+        assert_eq!(rec.scale.to_bits(), scale.to_bits(), "step {step}: scale");
+        let report = b.unscale_and_check(inv_scale(f64::from(scale)));
+        assert_eq!(
+            (rec.nan as usize, rec.inf as usize),
+            (report.nan, report.inf),
+            "step {step}"
+        );
+        if !report.found_inf() {
+            b.adam_step(&config);
+        }
+        (scale, tracker) = halfscale_core::scaler::pytorch_update_scale(
+            scale,
+            tracker,
+            report.found_inf(),
+            scaler.growth_factor,
+            scaler.backoff_factor,
+            scaler.growth_interval,
+        );
+        assert_eq!(
+            (rec.next_scale.to_bits(), rec.growth_tracker),
+            (scale.to_bits(), tracker),
+            "step {step}"
+        );
+    }
+    let (mut pa, mut pb) = (Params::zeros(), Params::zeros());
+    a.read_params(&mut pa);
+    b.read_params(&mut pb);
+    assert_bits("weights after the run", &pa.data, &pb.data);
+}
+
+/// One epoch of MNIST (data/MNIST/raw) on the device-scaled path, timed; prints a `BENCH` line
+/// for scripts/gpu-check. `cargo test --features cuda -- --ignored epoch_bench`.
+#[test]
+#[ignore = "benchmark: needs a GPU and data/MNIST/raw; run by scripts/gpu-check"]
+fn epoch_bench() {
+    let Some(mut g) = backend(BATCH) else { return };
+    let dir = std::env::var("HALFSCALE_MNIST")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../data/MNIST/raw").into());
+    let data = halfscale_sim::dataset::Dataset::load(std::path::Path::new(&dir)).unwrap();
+    let config = AdamConfig::default();
+    g.load_params(&Params::init(1));
+    g.load_optimizer(&AdamState::new(PARAM_COUNT));
+    let t0 = std::time::Instant::now();
+    g.upload_train_set(&data.train.images, &data.train.labels)
+        .unwrap();
+    let mut batches = Batches::new(
+        data.train.len(),
+        BATCH,
+        1 ^ halfscale_sim::train::SHUFFLE_SEED_XOR,
+    );
+    let order: Vec<u32> = batches.next_epoch().flatten().copied().collect();
+    g.set_order(&order).unwrap();
+    g.set_device_scaler(DeviceScaler::default()).unwrap();
+    g.synchronize().unwrap();
+    let upload = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
+    let mut steps = 0;
+    for start in (0..order.len()).step_by(BATCH) {
+        g.step_device_scaled(start, BATCH.min(order.len() - start), &config)
+            .unwrap();
+        steps += 1;
+    }
+    let records = g.drain_records().unwrap();
+    let secs = t1.elapsed().as_secs_f64();
+    let skipped = records.iter().filter(|r| r.skipped).count();
+    let last = records.last().map_or(f32::NAN, |r| r.loss);
+    println!(
+        "BENCH device-scaled epoch: {steps} steps in {secs:.3} s ({:.1} steps/s), upload {upload:.3} s, skipped {skipped}, last loss {last:.4}",
+        steps as f64 / secs
+    );
+    assert_eq!(records.len(), steps);
+}
