@@ -23,6 +23,8 @@
 //! (PyTorch before 2.1 used `mul_(beta1).add_(grad, alpha=1 - beta1)` for the first moment; the
 //! lerp form is the current one.)
 
+use rayon::prelude::*;
+
 /// Adam's hyper-parameters, f64 as in Python.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct AdamConfig {
@@ -122,7 +124,14 @@ pub fn step(config: &AdamConfig, state: &mut AdamState, params: &mut [f32], grad
     );
     state.step += 1;
     let s = config.scalars(state.step);
-    run(&s, params, grads, &mut state.exp_avg, &mut state.exp_avg_sq);
+    // Elementwise, so splitting across threads changes nothing in the result.
+    const PART: usize = 1 << 14;
+    params
+        .par_chunks_mut(PART)
+        .zip(grads.par_chunks(PART))
+        .zip(state.exp_avg.par_chunks_mut(PART))
+        .zip(state.exp_avg_sq.par_chunks_mut(PART))
+        .for_each(|(((p, g), m), v)| run(&s, p, g, m, v));
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -9,7 +9,48 @@
 //! Backward (the rules of `convolution_backward`): `dW = dY * col^T`, `db = sum of dY over images
 //! and positions`, `dcol = W^T * dY`, and `dX = col2im(dcol)` (scatter-add of the patches).
 
-use crate::gemm::{gemm, Mat, MatMut, Scalar};
+use crate::gemm::{gemm, sum_lanes, Mat, MatMut, Scalar};
+
+/// Copies a short row; the model's widths (24 and 8) get fixed-size copies that compile to a
+/// few vector moves instead of a `memmove` call per row.
+#[inline(always)]
+fn copy_row<T: Scalar>(dst: &mut [T], src: &[T]) {
+    match (<&mut [T; 8]>::try_from(&mut *dst), <&[T; 8]>::try_from(src)) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => match (
+            <&mut [T; 24]>::try_from(&mut *dst),
+            <&[T; 24]>::try_from(src),
+        ) {
+            (Ok(d), Ok(s)) => *d = *s,
+            _ => dst.copy_from_slice(src),
+        },
+    }
+}
+
+/// `dst += src` for a short row, with the same fixed-size fast paths as [`copy_row`].
+#[inline(always)]
+fn add_row<T: Scalar>(dst: &mut [T], src: &[T]) {
+    #[inline(always)]
+    fn add<T: Scalar, const N: usize>(d: &mut [T; N], s: &[T; N]) {
+        for k in 0..N {
+            d[k] += s[k];
+        }
+    }
+    match (<&mut [T; 8]>::try_from(&mut *dst), <&[T; 8]>::try_from(src)) {
+        (Ok(d), Ok(s)) => add(d, s),
+        _ => match (
+            <&mut [T; 24]>::try_from(&mut *dst),
+            <&[T; 24]>::try_from(src),
+        ) {
+            (Ok(d), Ok(s)) => add(d, s),
+            _ => {
+                for (o, v) in dst.iter_mut().zip(src) {
+                    *o += *v;
+                }
+            }
+        },
+    }
+}
 
 /// The geometry of one convolution layer on `in_height x in_width` inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +119,7 @@ impl Conv2d {
                         let d = &mut dst[img * oplane..(img + 1) * oplane];
                         for y in 0..oh {
                             let s = (y + i) * w + j;
-                            d[y * ow..(y + 1) * ow].copy_from_slice(&src[s..s + ow]);
+                            copy_row(&mut d[y * ow..(y + 1) * ow], &src[s..s + ow]);
                         }
                     }
                 }
@@ -107,9 +148,7 @@ impl Conv2d {
                         let src = &dcol[row * np + img * oplane..row * np + (img + 1) * oplane];
                         for y in 0..oh {
                             let s = (y + i) * w + j;
-                            for (o, v) in d[s..s + ow].iter_mut().zip(&src[y * ow..(y + 1) * ow]) {
-                                *o += *v;
-                            }
+                            add_row(&mut d[s..s + ow], &src[y * ow..(y + 1) * ow]);
                         }
                     }
                 }
@@ -162,11 +201,8 @@ impl Conv2d {
             ),
         );
         for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
-            let mut s = if accumulate { *db } else { T::ZERO };
-            for &v in row {
-                s += v;
-            }
-            *db = s;
+            let s = sum_lanes(row);
+            *db = if accumulate { *db + s } else { s };
         }
     }
 

@@ -23,7 +23,7 @@ use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
 
 /// Images per parallel group of the convolutional trunk.
-pub const CHUNK: usize = 8;
+pub const CHUNK: usize = 4;
 
 const A1_SIDE: usize = 24;
 const A2_SIDE: usize = 8;
@@ -300,7 +300,17 @@ impl CpuBackend {
             &mut self.h1[..n * FC1.out_features],
             &mut self.logits[..n * CLASSES],
         );
-        FC1.forward(n, &self.flat, w.fc1_w, w.fc1_b, h1);
+        {
+            // Two halves of the batch on two threads (a fixed split: results do not depend on
+            // the thread count).
+            let half = n.div_ceil(2);
+            let (h_a, h_b) = h1.split_at_mut(half * FC1.out_features);
+            let (f_a, f_b) = self.flat[..n * FLAT].split_at(half * FLAT);
+            rayon::join(
+                || FC1.forward(half, f_a, w.fc1_w, w.fc1_b, h_a),
+                || FC1.forward(n - half, f_b, w.fc1_w, w.fc1_b, h_b),
+            );
+        }
         p.round(h1);
         relu::forward(h1);
         FC2.forward(n, h1, w.fc2_w, w.fc2_b, logits);
@@ -326,11 +336,34 @@ impl CpuBackend {
         FC2.backward_input(n, dlogits, w.fc2_w, dh1);
         p.round(dh1);
         relu::backward(h1, dh1);
-        FC1.backward_params(n, dh1, &self.flat, g.fc1_w, g.fc1_b);
+        let dflat = &mut self.dflat[..n * FLAT];
+        {
+            // dW1 by halves of its rows and dX1 by halves of the batch, four tasks.
+            let flat = &self.flat[..n * FLAT];
+            let dh1: &[f32] = dh1;
+            let rows = FC1.out_features / 2;
+            let (dw_a, dw_b) = g.fc1_w.split_at_mut(rows * FC1.in_features);
+            let half = n.div_ceil(2);
+            let (dx_a, dx_b) = dflat.split_at_mut(half * FLAT);
+            let (dh_a, dh_b) = dh1.split_at(half * FC1.out_features);
+            rayon::join(
+                || {
+                    rayon::join(
+                        || FC1.backward_weight_rows(n, dh1, flat, 0..rows, dw_a),
+                        || FC1.backward_weight_rows(n, dh1, flat, rows..FC1.out_features, dw_b),
+                    )
+                },
+                || {
+                    rayon::join(
+                        || FC1.backward_input(half, dh_a, w.fc1_w, dx_a),
+                        || FC1.backward_input(n - half, dh_b, w.fc1_w, dx_b),
+                    )
+                },
+            );
+            FC1.backward_bias(n, dh1, g.fc1_b);
+        }
         p.round(g.fc1_w);
         p.round(g.fc1_b);
-        let dflat = &mut self.dflat[..n * FLAT];
-        FC1.backward_input(n, dh1, w.fc1_w, dflat);
         p.round(dflat);
         let groups = n.div_ceil(CHUNK);
         let chunks = &mut self.chunks[..groups];

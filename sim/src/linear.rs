@@ -71,3 +71,45 @@ impl Linear {
         );
     }
 }
+
+impl Linear {
+    /// Rows `rows` of the weight gradient only: `dW[rows] = dY[:, rows]^T x`, written to
+    /// `dweight_rows` (`rows.len() * in_features`). Lets a caller split `dW` across threads;
+    /// each element is the same single GEMM sum as in [`Self::backward_params`].
+    pub fn backward_weight_rows<T: Scalar>(
+        &self,
+        n: usize,
+        dy: &[T],
+        x: &[T],
+        rows: std::ops::Range<usize>,
+        dweight_rows: &mut [T],
+    ) {
+        let (i, o) = (self.in_features, self.out_features);
+        let dy_cols = Mat {
+            data: &dy[rows.start..n * o],
+            rows: n,
+            cols: rows.len(),
+            row_stride: o,
+            col_stride: 1,
+        };
+        gemm(
+            T::ONE,
+            dy_cols.t(),
+            Mat::row_major(&x[..n * i], n, i),
+            T::ZERO,
+            MatMut::row_major(&mut dweight_rows[..rows.len() * i], rows.len(), i),
+        );
+    }
+
+    /// `db = sum over the batch of dY` (overwritten).
+    pub fn backward_bias<T: Scalar>(&self, n: usize, dy: &[T], dbias: &mut [T]) {
+        let o = self.out_features;
+        let dbias = &mut dbias[..o];
+        dbias.fill(T::ZERO);
+        for row in dy[..n * o].chunks_exact(o) {
+            for (b, &g) in dbias.iter_mut().zip(row) {
+                *b += g;
+            }
+        }
+    }
+}

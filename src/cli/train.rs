@@ -85,6 +85,9 @@ pub struct Args {
     /// Stop each epoch after N batches (quick runs).
     #[arg(long)]
     pub max_batches: Option<usize>,
+    /// Skip the test-set evaluation at the end.
+    #[arg(long)]
+    pub no_test: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -282,6 +285,7 @@ fn execute(args: &Args) -> Result<bool> {
         log_interval: args.log_interval as usize,
         check_every: args.check_every as usize,
         max_batches: args.max_batches,
+        evaluate: !args.no_test,
         ..TrainConfig::default()
     };
     let summary = train::train(
