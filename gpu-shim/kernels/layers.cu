@@ -5,7 +5,7 @@
 // thread, sequentially. Dot products follow the simulator's GEMM blocking (GEMM_KC): for each
 // block of 256 consecutive indices, `p = +0; p = fmaf(a, b, p)` in index order, then
 // `acc = acc + p`; `acc` starts at the bias (forward) or at +0 (gradients). Bias gradients are
-// plain sequential sums. Where the simulator splits the batch into groups of `chunk` images
+// sequential sums (linear) or the simulator's 8-lane sum_lanes (conv, per group). Where the simulator splits the batch into groups of `chunk` images
 // (the conv trunk), the kernels split it the same way and sum the group partials in group order.
 #include "common.cuh"
 
@@ -58,7 +58,7 @@ extern "C" __global__ void conv2d_fwd(const h16* __restrict__ x, const h16* __re
 // Partial weight and bias gradients of a convolution for one group of `chunk` images:
 // part[g][e] for e < cout*cin*k*k: dot over (image of the group, oy, ox) in that order of
 // dy[img][co][oy][ox] * x[img][ci][oy+i][ox+j], blocked by GEMM_KC, from +0;
-// for e = wlen + co: the plain sequential sum of dy[img][co][.][.] over the group.
+// for e = wlen + co: the sum of dy[img][co][.][.] over the group in sum_lanes order (8 lanes).
 // Launch: grid (ceil((wlen+cout)/256), groups), block 256.
 extern "C" __global__ void conv2d_bwd_params_part(const h16* __restrict__ dy, const h16* __restrict__ x,
                                                   float* __restrict__ part, int n, int chunk, int cin,
@@ -83,9 +83,14 @@ extern "C" __global__ void conv2d_bwd_params_part(const h16* __restrict__ dy, co
       acc = acc + p;
     }
   } else {
+    // halfscale_sim::gemm::sum_lanes: element q of the group's row into lane q % 8 (from +0),
+    // lanes combined as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
     const int co = e - wlen;
+    float l[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int q = 0;
     for (int img = i0; img < i1; ++img)
-      for (int pos = 0; pos < plane; ++pos) acc = acc + h2f(dy[((size_t)img * cout + co) * plane + pos]);
+      for (int pos = 0; pos < plane; ++pos, ++q) l[q & 7] = l[q & 7] + h2f(dy[((size_t)img * cout + co) * plane + pos]);
+    acc = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
   }
   part[(size_t)g * (wlen + cout) + e] = acc;
 }
