@@ -16,18 +16,21 @@
 //!
 //! | precision | loss | logits | any layer's gradient |
 //! |-----------|------|--------|----------------------|
-//! | fp16      | 1e-2 | 2e-2   | 1e-1                 |
-//! | bf16      | 5e-2 | 1e-1   | 3e-1                 |
+//! | fp16      | 1e-2 | 5e-3   | 3e-1                 |
+//! | bf16      | 1e-1 | 3e-2   | 5e-1                 |
 //! | fp32      | 1e-6 | 1e-6   | 1e-6                 |
 //!
-//! fp16 keeps 11 significant bits (unit roundoff 2^-11 = 4.9e-4), bf16 8 (3.9e-3). Each
-//! rounding point adds a relative error of that order per element; through four layers and
-//! their backward the errors of a well-scaled fp16 step measure about 1e-3 on the loss and
-//! logits and 1e-3 to 3e-2 on the gradients (the largest on conv1, whose gradient sums many
-//! rounded products of small values) on MNIST with the default seed. The bounds sit 3x to 10x
-//! above what was measured over a full epoch, so they flag real trouble (underflow wiping out a
-//! layer's gradient, a wrong rounding point, a broken kernel) and not rounding noise. With
-//! `--no-scaler`, underflow makes the gradient differences grow; that is the point of the flag.
+//! fp16 keeps 11 significant bits (unit roundoff 2^-11 = 4.9e-4), bf16 8 (3.9e-3). Measured over
+//! one MNIST epoch with the default seed and PyTorch's scaler (938 checked steps), the worst
+//! step reached, in fp16: loss 2.2e-3, logits 4.3e-4, gradient 9.6e-2 (median 6.3e-3); in bf16:
+//! loss 2.2e-2, logits 3.3e-3, gradient 1.4e-1 (median 2.7e-2). The loss and logits follow the
+//! unit roundoff. The gradients are further off because rounding flips discrete decisions
+//! (a ReLU or a max-pool winner on a near-tie) and late in training a well-classified batch has
+//! a tiny gradient made of a few examples, where one flip is a visible fraction. The bounds sit
+//! 3x (gradients) to 10x (logits) above the worst measured step: they flag a lost layer gradient
+//! (relative difference near 1), a misplaced rounding point or a broken kernel, not rounding
+//! noise. With `--no-scaler`, underflow removes gradient components and the differences grow;
+//! that is what the flag is for.
 
 use crate::backend::{Backend, Batch};
 use crate::dataset::CLASSES;
@@ -52,13 +55,13 @@ impl Bounds {
         match p {
             Precision::Fp16 => Bounds {
                 loss: 1e-2,
-                logits: 2e-2,
-                grads: 1e-1,
+                logits: 5e-3,
+                grads: 3e-1,
             },
             Precision::Bf16 => Bounds {
-                loss: 5e-2,
-                logits: 1e-1,
-                grads: 3e-1,
+                loss: 1e-1,
+                logits: 3e-2,
+                grads: 5e-1,
             },
             Precision::Fp32 => Bounds {
                 loss: 1e-6,

@@ -37,6 +37,11 @@ pub trait Scalar:
     fn ln(self) -> Self;
     fn is_nan(self) -> bool;
     fn div(self, rhs: Self) -> Self;
+    /// 2x2 max-pool of a pair of NaN-free rows: see [`crate::pool::max_pool_rows_portable`].
+    /// f32 overrides it with an AVX2 version where the CPU has AVX2 (identical results).
+    fn max_pool_rows(top: &[Self], bot: &[Self], out: &mut [Self], idx: &mut [u8]) {
+        crate::pool::max_pool_rows_portable(top, bot, out, idx)
+    }
     /// `c = alpha * a * b + beta * c`, strides in elements.
     ///
     /// # Safety
@@ -62,8 +67,9 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, { $($extra:item)* }) => {
         impl Scalar for $t {
+            $($extra)*
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
@@ -114,8 +120,27 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm);
-impl_scalar!(f64, matrixmultiply::dgemm);
+impl_scalar!(f32, matrixmultiply::sgemm, {
+    fn max_pool_rows(top: &[f32], bot: &[f32], out: &mut [f32], idx: &mut [u8]) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && top.len() >= 2 * out.len()
+            && bot.len() >= 2 * out.len()
+            && idx.len() >= out.len()
+        {
+            // SAFETY: AVX2 is present and the lengths were checked just above.
+            done = unsafe { crate::pool::max_pool_rows_avx2(top, bot, out, idx) };
+        }
+        crate::pool::max_pool_rows_portable(
+            &top[2 * done..],
+            &bot[2 * done..],
+            &mut out[done..],
+            &mut idx[done..],
+        );
+    }
+});
+impl_scalar!(f64, matrixmultiply::dgemm, {});
 
 /// A read-only strided matrix view.
 #[derive(Clone, Copy, Debug)]
@@ -218,21 +243,4 @@ pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMu
             c.col_stride as isize,
         );
     }
-}
-
-/// Sum of a slice in eight interleaved partial sums (element `i` into partial `i % 8`), combined
-/// pairwise at the end: a fixed order, so the result is reproducible, and independent chains,
-/// so it vectorises instead of waiting on one add at a time.
-pub fn sum_lanes<T: Scalar>(values: &[T]) -> T {
-    let mut acc = [T::ZERO; 8];
-    let mut chunks = values.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += v;
-    }
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }

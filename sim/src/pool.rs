@@ -58,37 +58,7 @@ pub fn forward<T: Scalar>(
                     g[ox] = idx;
                 }
             } else {
-                for (((top, bot), out), idx) in r0
-                    .chunks_exact(2)
-                    .zip(r1.chunks_exact(2))
-                    .zip(d.iter_mut())
-                    .zip(g.iter_mut())
-                {
-                    let (a, b, c, e) = (top[0], top[1], bot[0], bot[1]);
-                    let m1 = if b > a { b } else { a };
-                    let m2 = if e > c { e } else { c };
-                    let m = if m2 > m1 { m2 } else { m1 };
-                    let (ia, ib, ic) = (a == m, b == m, c == m);
-                    // The first element equal to the maximum (its own signed zero).
-                    *idx = if ia {
-                        0
-                    } else if ib {
-                        1
-                    } else if ic {
-                        2
-                    } else {
-                        3
-                    };
-                    *out = if ia {
-                        a
-                    } else if ib {
-                        b
-                    } else if ic {
-                        c
-                    } else {
-                        e
-                    };
-                }
+                T::max_pool_rows(r0, r1, d, g);
             }
         }
     }
@@ -120,4 +90,88 @@ pub fn backward<T: Scalar>(
             }
         }
     }
+}
+
+/// 2x2 max-pool of one pair of rows free of NaN (`out.len() == idx.len() == top.len() / 2`),
+/// the portable version of [`Scalar::max_pool_rows`]. The maximum of a window is taken as
+/// `m1 = b > a ? b : a`, `m2 = e > c ? e : c`, `m = m2 > m1 ? m2 : m1`, which is always the
+/// first maximal element in scan order (`a, b, c, e`), so it is what the sequential scan keeps,
+/// signed zeros included; its index is the first element equal to `m`.
+pub fn max_pool_rows_portable<T: Scalar>(top: &[T], bot: &[T], out: &mut [T], idx: &mut [u8]) {
+    for (((t, b), o), i) in top
+        .chunks_exact(2)
+        .zip(bot.chunks_exact(2))
+        .zip(out.iter_mut())
+        .zip(idx.iter_mut())
+    {
+        let (a, b_, c, e) = (t[0], t[1], b[0], b[1]);
+        let m1 = if b_ > a { b_ } else { a };
+        let m2 = if e > c { e } else { c };
+        let m = if m2 > m1 { m2 } else { m1 };
+        *i = if a == m {
+            0
+        } else if b_ == m {
+            1
+        } else if c == m {
+            2
+        } else {
+            3
+        };
+        *o = m;
+    }
+}
+
+/// The same for f32 with AVX2, eight windows at a time: the same comparisons and selections,
+/// lane by lane, so the results are identical. Returns how many outputs it wrote (a multiple
+/// of 8); the caller finishes the row with the portable version.
+///
+/// # Safety
+/// The CPU must support AVX2, and `top.len() >= 2 * out.len()`, `bot.len() >= 2 * out.len()`,
+/// `idx.len() >= out.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn max_pool_rows_avx2(
+    top: &[f32],
+    bot: &[f32],
+    out: &mut [f32],
+    idx: &mut [u8],
+) -> usize {
+    use std::arch::x86_64::*;
+    let n = out.len() / 8 * 8;
+    let mut o = 0;
+    while o < n {
+        // SAFETY: o + 8 <= out.len(), so the 16 floats from 2*o lie inside `top` and `bot`
+        // (caller's contract) and the 8 outputs inside `out`; unaligned loads and stores.
+        unsafe {
+            // Even and odd columns of 16 consecutive floats, in order.
+            let split = |p: *const f32| {
+                let x0 = _mm256_loadu_ps(p);
+                let x1 = _mm256_loadu_ps(p.add(8));
+                let ev = _mm256_shuffle_ps::<0x88>(x0, x1);
+                let od = _mm256_shuffle_ps::<0xDD>(x0, x1);
+                (
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(ev))),
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(od))),
+                )
+            };
+            let (a, b) = split(top.as_ptr().add(2 * o));
+            let (c, e) = split(bot.as_ptr().add(2 * o));
+            let m1 = _mm256_blendv_ps(a, b, _mm256_cmp_ps::<_CMP_GT_OQ>(b, a));
+            let m2 = _mm256_blendv_ps(c, e, _mm256_cmp_ps::<_CMP_GT_OQ>(e, c));
+            let m = _mm256_blendv_ps(m1, m2, _mm256_cmp_ps::<_CMP_GT_OQ>(m2, m1));
+            let k = |v: i32| _mm256_castsi256_ps(_mm256_set1_epi32(v));
+            let mut i = k(3);
+            i = _mm256_blendv_ps(i, k(2), _mm256_cmp_ps::<_CMP_EQ_OQ>(c, m));
+            i = _mm256_blendv_ps(i, k(1), _mm256_cmp_ps::<_CMP_EQ_OQ>(b, m));
+            i = _mm256_blendv_ps(i, k(0), _mm256_cmp_ps::<_CMP_EQ_OQ>(a, m));
+            _mm256_storeu_ps(out.as_mut_ptr().add(o), m);
+            let mut lanes = [0i32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_castps_si256(i));
+            for (d, l) in idx[o..o + 8].iter_mut().zip(lanes) {
+                *d = l as u8;
+            }
+        }
+        o += 8;
+    }
+    n
 }

@@ -282,3 +282,61 @@ fn log_softmax_nll_forward_and_backward() {
     loss::backward(n, classes, &lp, &targets, scale, &mut dx);
     assert_close("dx", &dx, &finite_diff(&x, 1e-6, f), 1e-6);
 }
+
+/// PyTorch's sequential scan (`val > maxval || isnan(val)`), the specification.
+fn pool_scan(planes: usize, h: usize, w: usize, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
+    let (mut y, mut idx) = (Vec::new(), Vec::new());
+    for p in 0..planes {
+        for oy in 0..h / 2 {
+            for ox in 0..w / 2 {
+                let mut best = f32::NEG_INFINITY;
+                let mut at = 0u8;
+                for (i, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                    let v = x[p * h * w + (2 * oy + dy) * w + 2 * ox + dx];
+                    if v > best || v.is_nan() {
+                        best = v;
+                        at = i as u8;
+                    }
+                }
+                y.push(best);
+                idx.push(at);
+            }
+        }
+    }
+    (y, idx)
+}
+
+#[test]
+fn max_pool_matches_the_sequential_scan_bit_for_bit_with_ties_zeros_and_nan() {
+    let mut rng = SeededRng::new(13);
+    let palette = [-1.0f32, -0.0, 0.0, 1.0, 2.0, f32::NEG_INFINITY, 0.5];
+    for (planes, side) in [(6, 24), (9, 8), (3, 16)] {
+        for with_nan in [false, true] {
+            let mut x: Vec<f32> = (0..planes * side * side)
+                .map(|_| palette[rng.below(palette.len() as u32) as usize])
+                .collect();
+            if with_nan {
+                x[5] = f32::NAN;
+            }
+            let mut y = vec![0.0f32; x.len() / 4];
+            let mut arg = vec![0u8; y.len()];
+            pool::forward(planes, side, side, &x, &mut y, &mut arg);
+            let (ey, earg) = pool_scan(planes, side, side, &x);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let canon = |v: &[f32]| {
+                bits(v)
+                    .into_iter()
+                    .map(|b| {
+                        if f32::from_bits(b).is_nan() {
+                            0x7fc0_0000
+                        } else {
+                            b
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(canon(&y), canon(&ey), "{planes}x{side} nan={with_nan}");
+            assert_eq!(arg, earg, "{planes}x{side} nan={with_nan}");
+        }
+    }
+}
