@@ -9,7 +9,7 @@
 //! Backward (the rules of `convolution_backward`): `dW = dY * col^T`, `db = sum of dY over images
 //! and positions`, `dcol = W^T * dY`, and `dX = col2im(dcol)` (scatter-add of the patches).
 
-use crate::gemm::{gemm, Mat, MatMut, Scalar};
+use crate::gemm::{gemm, sum_lanes, Mat, MatMut, Scalar};
 
 /// Copies a short row; the model's widths (24 and 8) get fixed-size copies that compile to a
 /// few vector moves instead of a `memmove` call per row.
@@ -49,34 +49,6 @@ fn add_row<T: Scalar>(dst: &mut [T], src: &[T]) {
                 }
             }
         },
-    }
-}
-
-/// `sums[r] (+)= sum of row r` of a row-major `[sums.len()][width]` matrix, each row summed
-/// sequentially from +0 in index order (then added to the old value when accumulating). Eight
-/// rows advance together so the eight dependency chains overlap; the order within a row, and
-/// so the result, is that of a plain loop.
-fn row_sums<T: Scalar>(m: &[T], width: usize, sums: &mut [T], accumulate: bool) {
-    for (block, out) in m.chunks(8 * width).zip(sums.chunks_mut(8)) {
-        let mut acc = [T::ZERO; 8];
-        if out.len() == 8 {
-            let rows: [&[T]; 8] = std::array::from_fn(|r| &block[r * width..(r + 1) * width]);
-            #[allow(clippy::needless_range_loop)] // k walks eight rows at once
-            for k in 0..width {
-                for r in 0..8 {
-                    acc[r] += rows[r][k];
-                }
-            }
-        } else {
-            for (a, row) in acc.iter_mut().zip(block.chunks_exact(width)) {
-                for &v in row {
-                    *a += v;
-                }
-            }
-        }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = if accumulate { *o + a } else { a };
-        }
     }
 }
 
@@ -228,7 +200,11 @@ impl Conv2d {
                 self.col_rows(),
             ),
         );
-        row_sums(dy, np, &mut dbias[..self.out_channels], accumulate);
+        // The bias gradient in `sum_lanes` order (the CUDA backend reproduces it).
+        for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
+            let s = sum_lanes(row);
+            *db = if accumulate { *db + s } else { s };
+        }
     }
 
     /// Input gradient: `dcol = W^T * dY`, then `dx = col2im(dcol)`.

@@ -244,3 +244,20 @@ pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMu
         );
     }
 }
+
+/// Sum of a slice in eight interleaved partial sums (element `i` into partial `i % 8`), combined
+/// pairwise at the end: a fixed order, so the result is reproducible, and independent chains,
+/// so it vectorises instead of waiting on one add at a time.
+pub fn sum_lanes<T: Scalar>(values: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += v;
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
