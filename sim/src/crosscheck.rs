@@ -40,6 +40,7 @@ use crate::mixed::Precision;
 use crate::model::{Layer, Params};
 use halfscale_core::fate::{census, Census};
 use halfscale_core::half::{bf16, f16};
+use rayon::prelude::*;
 
 /// Relative-difference bounds of a non-skipped step (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -180,12 +181,21 @@ pub fn rel_diff(a: &[f32], r: &[f32]) -> f64 {
     }
 }
 
+/// The census of `values * scale` in the low-precision format, in parallel over blocks (counts
+/// and extremes merge exactly, in any order).
 fn census_in(p: Precision, values: &[f32], scale: f32) -> Census {
-    match p {
-        Precision::Bf16 => census::<bf16>(values, scale),
+    let one = |block: &[f32]| match p {
+        Precision::Bf16 => census::<bf16>(block, scale),
         // fp32 runs are censused as fp16 would store them: what the seed warns about.
-        Precision::Fp16 | Precision::Fp32 => census::<f16>(values, scale),
-    }
+        Precision::Fp16 | Precision::Fp32 => census::<f16>(block, scale),
+    };
+    values
+        .par_chunks(1 << 14)
+        .map(one)
+        .reduce(Census::default, |mut a, b| {
+            a.merge(&b);
+            a
+        })
 }
 
 /// The reference backend and the buffers of the comparison.
