@@ -87,6 +87,16 @@ fn draw<DB: DrawingBackend>(
         .map(|p| p.0)
         .fold(1.0f64, f64::max);
     let panels = root.split_evenly((3, 1));
+    for panel in &panels {
+        // A frame per panel, so the PNG (without axis text) still shows where each chart is.
+        let (w, h) = panel.dim_in_pixel();
+        panel
+            .draw(&Rectangle::new(
+                [(0, 0), (w as i32 - 1, h as i32 - 1)],
+                BLACK.mix(0.3).stroke_width(1),
+            ))
+            .map_err(e)?;
+    }
     let finite = |v: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
         v.iter().copied().filter(|p| p.1.is_finite()).collect()
     };
