@@ -320,7 +320,8 @@ pub fn train(
                     loss,
                 ));
             }
-            observer.progress(epoch, batch_idx, per_epoch);
+            let shown = config.max_batches.map_or(per_epoch, |m| m.min(per_epoch));
+            observer.progress(epoch, batch_idx, shown);
             let found = match report.found() {
                 Found::Finite => "finite",
                 Found::Inf => "inf",

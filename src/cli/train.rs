@@ -268,7 +268,7 @@ fn execute(args: &Args) -> Result<bool> {
         .transpose()?;
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} batches, {per_sec}, eta {eta}")
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} batches, eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
