@@ -1,15 +1,15 @@
 //! Inputs the fuzz targets in `fuzz/` found, kept as tests so a fix stays fixed. Each names the
-//! target and what it found. A test marked `#[ignore]` records a bug that is not fixed yet: it
-//! fails today, and its note says who owns the fix; remove the `#[ignore]` with the fix.
+//! target and what it found. A bug found but not fixed yet would be kept here as an
+//! `#[ignore]`d test whose note says who owns the fix.
 
 use halfscale::sim::idx::parse_u8;
+use halfscale::sim::SimError;
 use std::path::Path;
 
 /// `idx_parse`, input `03 | 00 00 08 03 1C 00 F7 F7 F7 F7 F7 F7 1C 00 00 00 1C` (the rank byte,
-/// then the file): a rank-3 header whose dims multiply past u64. `parse_u8` multiplies the dims
-/// unchecked, which panics with overflow checks (tests, debug builds, the fuzzer) instead of
-/// returning an error. Owner: sim (`sim/src/idx.rs`); the fuzz target skips such headers until
-/// this passes (see `dims_product_overflows` in `fuzz/fuzz_targets/idx_parse.rs`).
+/// then the file): a rank-3 header whose dims multiply past u64. `parse_u8` multiplied the dims
+/// unchecked, which panicked with overflow checks (tests, debug builds, the fuzzer) instead of
+/// returning an error (fixed in `sim/src/idx.rs`: `SimError::DimsOverflow`).
 #[test]
 fn idx_dims_whose_product_overflows_are_an_error() {
     let file = [
@@ -18,7 +18,7 @@ fn idx_dims_whose_product_overflows_are_an_error() {
     ];
     let parsed = std::panic::catch_unwind(|| parse_u8(Path::new("fuzz.idx"), &file, 3));
     assert!(
-        matches!(parsed, Ok(Err(_))),
+        matches!(parsed, Ok(Err(SimError::DimsOverflow { .. }))),
         "expected an error, got {parsed:?}"
     );
 }
@@ -33,7 +33,7 @@ fn idx_dims_whose_product_wraps_to_zero_are_an_error() {
     }
     let parsed = std::panic::catch_unwind(|| parse_u8(Path::new("fuzz.idx"), &file, 4));
     assert!(
-        matches!(parsed, Ok(Err(_))),
+        matches!(parsed, Ok(Err(SimError::DimsOverflow { .. }))),
         "expected an error, got {parsed:?}"
     );
 }
