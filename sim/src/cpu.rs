@@ -287,8 +287,14 @@ impl CpuBackend {
         self.n = n;
         self.labels.clear();
         self.labels.extend_from_slice(batch.labels);
-        self.cast.data.copy_from_slice(&self.params.data);
-        p.round(&mut self.cast.data);
+        self.cast
+            .data
+            .par_chunks_mut(1 << 14)
+            .zip(self.params.data.par_chunks(1 << 14))
+            .for_each(|(c, m)| {
+                c.copy_from_slice(m);
+                p.round(c);
+            });
         let w = self.cast.views();
         let groups = n.div_ceil(CHUNK);
         self.chunks[..groups]
@@ -372,14 +378,20 @@ impl CpuBackend {
             .zip(self.dflat[..n * FLAT].par_chunks(CHUNK * FLAT))
             .for_each(|(chunk, dflat)| chunk.backward(p, &w, dflat));
         // Sum the groups' partial conv gradients in group order (f32), then round once.
+        // Blocks of elements in parallel; each element's sum runs over the groups in order.
+        let chunks: &[ChunkBuffers] = chunks;
         let sum = |dst: &mut [f32], part: fn(&ChunkBuffers) -> &[f32]| {
-            dst.copy_from_slice(part(&chunks[0]));
-            for c in &chunks[1..] {
-                for (d, s) in dst.iter_mut().zip(part(c)) {
-                    *d += s;
+            const BLOCK: usize = 4096;
+            dst.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
+                let at = b * BLOCK;
+                d.copy_from_slice(&part(&chunks[0])[at..at + d.len()]);
+                for c in &chunks[1..] {
+                    for (x, s) in d.iter_mut().zip(&part(c)[at..]) {
+                        *x += s;
+                    }
                 }
-            }
-            p.round(dst);
+                p.round(d);
+            });
         };
         sum(g.conv1_w, |c| &c.dw1);
         sum(g.conv1_b, |c| &c.db1);
