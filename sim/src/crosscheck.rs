@@ -136,7 +136,8 @@ pub struct CheckRecord {
     pub skip_ok: bool,
     /// Largest `grad_rel` over layers.
     pub max_grad_rel: f64,
-    /// No bound exceeded (skipped steps are judged by `skip_ok` alone).
+    /// No bound exceeded (skipped steps are judged by `skip_ok` alone; a step that applies
+    /// non-finite gradients, possible only without a scaler, is out of bounds).
     pub within_bounds: bool,
 }
 
@@ -145,10 +146,15 @@ impl CheckRecord {
     pub fn settle(&mut self, scaler_skipped: bool, scaling_enabled: bool, bounds: &Bounds) {
         self.scaler_skipped = scaler_skipped;
         self.skip_ok = !scaling_enabled || scaler_skipped == self.expected_skip;
-        self.within_bounds = self.expected_skip
-            || (self.loss_rel <= bounds.loss
+        self.within_bounds = if self.expected_skip {
+            // Skipped by the scaler: judged by `skip_ok`. Without a scaler the non-finite
+            // gradients reach the weights, which is never within bounds.
+            scaling_enabled
+        } else {
+            self.loss_rel <= bounds.loss
                 && self.logits_rel <= bounds.logits
-                && self.max_grad_rel <= bounds.grads);
+                && self.max_grad_rel <= bounds.grads
+        };
     }
 
     /// Total underflowed elements over the layers' gradients.

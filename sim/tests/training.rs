@@ -345,3 +345,35 @@ fn seed_lines_are_formatted_as_python_does() {
         "Test set: Average loss: 0.0456, Accuracy: 9861/10000 (98.61%)"
     );
 }
+
+#[test]
+fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
+    let d = data();
+    let (images, labels) = d.train.slice(0, 8);
+    let batch = Batch { images, labels };
+    let mut params = Params::init(4);
+    for w in params.layer_mut(halfscale_sim::Layer::Conv1).0.iter_mut() {
+        *w *= 1e5; // conv1 overflows fp16 in the forward pass
+    }
+    let mut be = CpuBackend::new(Precision::Fp16, 8);
+    be.load_params(&params);
+    let loss = be.forward_backward(batch, 1.0).unwrap();
+    let mut check = CrossCheck::new(
+        Box::new(CpuBackend::new(Precision::Fp32, 8)),
+        Precision::Fp16,
+    );
+    let bounds = *check.bounds();
+    let mut r = check.compare(&be, batch, loss, 1.0, 1.0).unwrap();
+    assert!(r.expected_skip);
+    // A scaler that skips: right decision, nothing applied.
+    let mut with = r.clone();
+    with.settle(true, true, &bounds);
+    assert!(with.skip_ok && with.within_bounds);
+    // A scaler that steps anyway: wrong decision.
+    let mut wrong = r.clone();
+    wrong.settle(false, true, &bounds);
+    assert!(!wrong.skip_ok);
+    // No scaler: nothing to decide, but non-finite gradients reach the weights.
+    r.settle(false, false, &bounds);
+    assert!(r.skip_ok && !r.within_bounds);
+}

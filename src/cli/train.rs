@@ -134,7 +134,10 @@ impl Observer for CliObserver {
             if !c.within_bounds || !c.skip_ok {
                 self.warnings += 1;
                 if self.warnings <= MAX_WARNINGS {
-                    let what = if !c.skip_ok {
+                    let what = if c.expected_skip && !c.scaler_skipped {
+                        "the low-precision backward produced inf/NaN and no scaler skipped the step"
+                            .to_string()
+                    } else if !c.skip_ok {
                         format!(
                             "wrong skip decision: the scaler {} but the low-precision backward {} inf/NaN",
                             if c.scaler_skipped { "skipped" } else { "stepped" },
