@@ -15,9 +15,7 @@ use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
 use crate::mixed::Precision;
-use crate::model::{
-    Layer, ParamViews, Params, CONV1, CONV2, FC1, FC2, FLAT, POOL1_SIDE, POOL2_SIDE,
-};
+use crate::model::{ParamViews, Params, CONV1, CONV2, FC1, FC2, FLAT, POOL1_SIDE, POOL2_SIDE};
 use crate::{pool, relu};
 use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
@@ -472,12 +470,4 @@ impl Backend for CpuBackend {
             count: n,
         })
     }
-}
-
-/// Which layer a flat parameter index belongs to.
-pub fn layer_of(index: usize) -> Layer {
-    Layer::ALL
-        .into_iter()
-        .find(|l| l.range().contains(&index))
-        .unwrap_or(Layer::Fc2)
 }

@@ -102,6 +102,11 @@ impl Layer {
         off
     }
 
+    /// The layer owning flat parameter `index` (e.g. a first NaN's position), if any.
+    pub fn of_index(index: usize) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|l| l.range().contains(&index))
+    }
+
     /// The range of the layer's weight and bias together in the flat vector.
     pub const fn range(self) -> std::ops::Range<usize> {
         let (w, b, _) = self.sizes();

@@ -76,6 +76,9 @@ pub struct StepRecord {
     pub found: &'static str,
     pub nan: usize,
     pub inf: usize,
+    /// The layer holding the first NaN (else the first inf) of the gradients, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_non_finite: Option<Layer>,
     /// Present on cross-checked steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckRecord>,
@@ -337,6 +340,10 @@ pub fn train(
                 found,
                 nan: report.nan,
                 inf: report.inf,
+                first_non_finite: report
+                    .first_nan
+                    .or(report.first_inf)
+                    .and_then(Layer::of_index),
                 check: record,
             })?;
         }

@@ -105,6 +105,7 @@ fn a_skipped_step_leaves_weights_and_optimizer_bit_identical() {
     assert_eq!(s.final_scale, 2f64.powi(99), "backoff halves the scale");
     let r = &obs.records[0];
     assert!(r.skipped && r.found != "finite");
+    assert!(r.first_non_finite.is_some());
     let c = r.check.as_ref().unwrap();
     assert!(c.expected_skip && c.scaler_skipped && c.skip_ok);
     assert_eq!(s.wrong_skips, 0);
