@@ -122,16 +122,19 @@ macro_rules! impl_scalar {
 
 impl_scalar!(f32, matrixmultiply::sgemm, {
     fn max_pool_rows(top: &[f32], bot: &[f32], out: &mut [f32], idx: &mut [u8]) {
-        let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2")
+        let done = if std::arch::is_x86_feature_detected!("avx2")
             && top.len() >= 2 * out.len()
             && bot.len() >= 2 * out.len()
             && idx.len() >= out.len()
         {
             // SAFETY: AVX2 is present and the lengths were checked just above.
-            done = unsafe { crate::pool::max_pool_rows_avx2(top, bot, out, idx) };
-        }
+            unsafe { crate::pool::max_pool_rows_avx2(top, bot, out, idx) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
         crate::pool::max_pool_rows_portable(
             &top[2 * done..],
             &bot[2 * done..],
