@@ -81,6 +81,9 @@ pub enum SimError {
     /// The loss scaler refused an update (its policy's error: NaN, overflow at the floor).
     #[error("loss scaler: {0}")]
     Scaler(String),
+    /// A device backend (CUDA) could not be used.
+    #[error("{0}")]
+    Device(String),
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -5,6 +5,7 @@
 //! (only when it is a terminal), cross-check warnings and errors, one line each.
 
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
+use halfscale_sim::backend::Backend;
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Dataset;
@@ -15,6 +16,17 @@ use halfscale_sim::{Precision, Result, SimError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Where the training step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU (fp32 or the exact emulation of autocast).
+    Cpu,
+    /// An NVIDIA GPU through the CUDA backend (mixed fp16 only; needs `--features cuda`).
+    Cuda,
+    /// The GPU when this binary has CUDA and a device answers, else the CPU; says which.
+    Auto,
+}
 
 /// Arithmetic of the training run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +58,9 @@ pub struct Args {
     /// Arithmetic: fp32, mixed (fp16 autocast) or bf16 (bfloat16 autocast).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Mixed)]
     pub precision: PrecisionArg,
+    /// Where to run: cpu (default), cuda, or auto.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
     /// Mixed precision without loss scaling (shows the underflow the scaler prevents).
     #[arg(long)]
     pub no_scaler: bool,
@@ -257,7 +272,7 @@ fn execute(args: &Args) -> Result<bool> {
     } else {
         args.check || precision.is_mixed()
     };
-    let mut backend = CpuBackend::new(precision, args.batch_size);
+    let mut backend = choose_backend(args.device, precision, args.batch_size)?;
     let mut check = checking.then(|| {
         CrossCheck::new(
             Box::new(CpuBackend::new(Precision::Fp32, args.batch_size)),
@@ -292,7 +307,7 @@ fn execute(args: &Args) -> Result<bool> {
         ..TrainConfig::default()
     };
     let summary = train::train(
-        &mut backend,
+        backend.as_mut(),
         &mut scaler,
         check.as_mut(),
         &data,
@@ -309,6 +324,41 @@ fn execute(args: &Args) -> Result<bool> {
     print_summary(&summary, precision, scaler.is_enabled());
     let clean = summary.divergent_steps == 0 && summary.wrong_skips == 0;
     Ok(clean || !args.strict)
+}
+
+/// The backend for `--device`: the CPU, the CUDA backend, or (auto) the CUDA backend when this
+/// binary has it and a device answers. Auto says on stderr which it picked and why.
+fn choose_backend(
+    device: DeviceArg,
+    precision: Precision,
+    batch_size: usize,
+) -> Result<Box<dyn Backend>> {
+    let gpu = || {
+        halfscale_gpu::GpuBackend::new(precision, batch_size)
+            .map_err(|e| SimError::Device(e.to_string()))
+    };
+    match device {
+        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(precision, batch_size))),
+        DeviceArg::Cuda => Ok(Box::new(gpu()?)),
+        DeviceArg::Auto => {
+            let reason = match halfscale_gpu::probe() {
+                Ok(info) if precision == Precision::Fp16 => match gpu() {
+                    Ok(backend) => {
+                        eprintln!("device: cuda ({info})");
+                        return Ok(Box::new(backend));
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Ok(_) => format!(
+                    "the CUDA backend runs mixed fp16 only, not {}",
+                    precision.name()
+                ),
+                Err(e) => e.to_string(),
+            };
+            eprintln!("device: cpu ({reason})");
+            Ok(Box::new(CpuBackend::new(precision, batch_size)))
+        }
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
