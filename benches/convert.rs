@@ -1,6 +1,7 @@
 //! f32 -> binary16 and binary16 -> f32 over whole slices, against `half`'s slice conversion (the
-//! library a user would call; F16C where the CPU has it) and against a plain memcpy of the f32
-//! side's bytes, the memory-bound limit for a pass that reads or writes that many bytes.
+//! library a user would call; F16C where the CPU has it) and against plain memcpys of the f32
+//! side's and of the f16 side's bytes: a conversion reads one side and writes the other (6 bytes
+//! per element), between the two copies' 8 and 4, so they bracket its memory-bound limit.
 //!
 //! Sizes: 1M elements (4 MiB of f32, in this machine's 32 MiB L3) and 16M (64 MiB, from DRAM).
 
@@ -52,6 +53,12 @@ fn convert(c: &mut Criterion) {
                 black_box(&out32);
             })
         });
+        group.bench_function(BenchmarkId::new("anchor_memcpy", "f16_bytes"), |b| {
+            b.iter(|| {
+                out16.copy_from_slice(&narrow);
+                black_box(&out16);
+            })
+        });
         group.finish();
 
         let mut group = c.benchmark_group(format!("f16_to_f32_{size}"));
@@ -81,6 +88,12 @@ fn convert(c: &mut Criterion) {
             b.iter(|| {
                 out32.copy_from_slice(&wide);
                 black_box(&out32);
+            })
+        });
+        group.bench_function(BenchmarkId::new("anchor_memcpy", "f16_bytes"), |b| {
+            b.iter(|| {
+                out16.copy_from_slice(&narrow);
+                black_box(&out16);
             })
         });
         group.finish();
