@@ -30,7 +30,8 @@ extern "C" __global__ void unscale_check(float* __restrict__ g, int len, const f
 
 // The end of a step, one thread, in this order:
 //  1. found = check_found && counters[0] + counters[1] > 0;
-//  2. record (when rec != 0): rec[8*slot ..] = {loss bits, scale bits, nan, inf, found, ...};
+//  2. record (when rec != 0): rec[10*slot ..] = {loss bits, scale bits, nan, inf, found, ...,
+//     first NaN index, first inf index (0xffffffff: none)};
 //  3. Adam's step count: *adam_step += 1 unless found (a skipped step leaves Adam untouched);
 //  4. when update_scale: _amp_update_scale_ exactly (f64 product, then f32):
 //       found:  scale = f32(f64(scale) * backoff); tracker = 0
@@ -46,13 +47,15 @@ extern "C" __global__ void step_finish(unsigned* __restrict__ counters, const fl
                                        int check_found, int update_scale) {
   if (gtid() != 0) return;
   const bool found = check_found && (counters[0] + counters[1]) > 0;
-  unsigned* r = rec != 0 ? rec + 8 * slot : 0;
+  unsigned* r = rec != 0 ? rec + 10 * slot : 0;
   if (r) {
     r[0] = __float_as_uint(*loss);
     r[1] = __float_as_uint(*scale);
     r[2] = check_found ? counters[0] : 0;
     r[3] = check_found ? counters[1] : 0;
     r[4] = found;
+    r[8] = check_found ? counters[2] : 0xffffffffu;
+    r[9] = check_found ? counters[3] : 0xffffffffu;
   }
   if (!found) *adam_step += 1;
   if (update_scale) {

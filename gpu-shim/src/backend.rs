@@ -5,10 +5,11 @@
 use crate::driver::{Arg, DBuf, Gpu, NULL};
 use crate::error::{GpuError, Result};
 use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
-use halfscale_core::scaler::NonFiniteReport;
+use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{Backend, Batch, EvalStats};
+use halfscale_sim::backend::{Backend, Batch, EvalStats, QueuedOutcome};
 use halfscale_sim::cpu::CHUNK;
+use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
 use halfscale_sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT};
 use halfscale_sim::{Precision, SimError};
@@ -151,7 +152,7 @@ impl GpuBackend {
             host_scale: gpu.alloc(1)?,
             eval_sum: gpu.alloc(1)?,
             eval_correct: gpu.alloc(1)?,
-            records: gpu.alloc(RECORDS * 8)?,
+            records: gpu.alloc(RECORDS * StepRecord::WORDS)?,
             records_used: 0,
             drained: Vec::new(),
             scaler: DeviceScaler::default(),
@@ -619,8 +620,17 @@ impl GpuBackend {
     /// Sets the device-side scaler (waits for earlier steps): scale, tracker reset.
     pub fn set_device_scaler(&mut self, scaler: DeviceScaler) -> Result<()> {
         self.scaler = scaler;
-        self.scale.write(&[scaler.init_scale])?;
-        self.tracker.write(&[0])?;
+        self.load_device_scale(scaler.init_scale, 0)
+    }
+
+    /// Replaces the device-side scale and growth tracker (waits for earlier steps), e.g. with a
+    /// host scaler's after steps it drove.
+    pub fn load_device_scale(&mut self, scale: f32, growth_tracker: u32) -> Result<()> {
+        let tracker = i32::try_from(growth_tracker).map_err(|_| {
+            GpuError::Invalid(format!("growth tracker {growth_tracker} > i32::MAX"))
+        })?;
+        self.scale.write(&[scale])?;
+        self.tracker.write(&[tracker])?;
         self.counters.write(&COUNTERS_RESET)
     }
 
@@ -681,9 +691,12 @@ impl GpuBackend {
     }
 
     fn drain_to_host(&mut self) -> Result<()> {
-        let words = self.records.to_vec(self.records_used * 8)?;
-        self.drained
-            .extend(words.chunks_exact(8).map(StepRecord::from_words));
+        let words = self.records.to_vec(self.records_used * StepRecord::WORDS)?;
+        self.drained.extend(
+            words
+                .chunks_exact(StepRecord::WORDS)
+                .map(StepRecord::from_words),
+        );
         self.records_used = 0;
         Ok(())
     }
@@ -880,5 +893,58 @@ impl Backend for GpuBackend {
 
     fn evaluate(&mut self, batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
         self.try_evaluate(&batch).map_err(SimError::from)
+    }
+
+    /// Accepts PyTorch's rule ([`DeviceScaler::from_config`]) and uploads `train` once.
+    fn start_queued_steps(
+        &mut self,
+        train: &Split,
+        scaler: &ScalerConfig,
+    ) -> halfscale_sim::Result<bool> {
+        let Some(device) = DeviceScaler::from_config(scaler) else {
+            return Ok(false);
+        };
+        self.upload_train_set(&train.images, &train.labels)?;
+        self.scaler = device;
+        Ok(true)
+    }
+
+    fn load_scale(&mut self, scale: f32, growth_tracker: u32) -> halfscale_sim::Result<()> {
+        Ok(self.load_device_scale(scale, growth_tracker)?)
+    }
+
+    fn set_order(&mut self, order: &[u32]) -> halfscale_sim::Result<()> {
+        Ok(GpuBackend::set_order(self, order)?)
+    }
+
+    /// [`GpuBackend::step_device_scaled`]: no host synchronisation.
+    fn queue_step(
+        &mut self,
+        start: usize,
+        n: usize,
+        adam: &AdamConfig,
+    ) -> halfscale_sim::Result<()> {
+        Ok(self.step_device_scaled(start, n, adam)?)
+    }
+
+    fn drain_queued(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
+        let index = |v: Option<u32>| v.map(|i| i as usize);
+        Ok(self
+            .drain_records()?
+            .into_iter()
+            .map(|r| QueuedOutcome {
+                loss: r.loss,
+                scale: r.scale,
+                report: NonFiniteReport {
+                    len: PARAM_COUNT,
+                    nan: r.nan as usize,
+                    inf: r.inf as usize,
+                    first_nan: index(r.first_nan),
+                    first_inf: index(r.first_inf),
+                },
+                skipped: r.skipped,
+                next_scale: r.next_scale,
+            })
+            .collect())
     }
 }

@@ -1,5 +1,7 @@
 //! Plain data shared by the CUDA backend and its stand-in.
 
+use halfscale_core::scaler::ScalerConfig;
+
 /// What [`crate::probe`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -39,6 +41,22 @@ pub struct DeviceScaler {
     pub growth_interval: u32,
 }
 
+impl DeviceScaler {
+    /// The device scaler of `config`, when the device reproduces it exactly: PyTorch's rule on
+    /// its five knobs ([`ScalerConfig::follows_pytorch_rule`]) with an interval the kernel's
+    /// `int` holds. Other policies run through the host scaler.
+    pub fn from_config(config: &ScalerConfig) -> Option<Self> {
+        let interval_fits = i32::try_from(config.growth_interval).is_ok();
+        (config.follows_pytorch_rule() && interval_fits).then_some(Self {
+            // Validated configs hold an f32-representable scale; PyTorch rounds it so.
+            init_scale: config.init_scale as f32,
+            growth_factor: config.growth_factor,
+            backoff_factor: config.backoff_factor,
+            growth_interval: config.growth_interval,
+        })
+    }
+}
+
 impl Default for DeviceScaler {
     /// `GradScaler()`: 2^16, x2 every 2000 clean steps, x0.5 on overflow.
     fn default() -> Self {
@@ -68,11 +86,18 @@ pub struct StepRecord {
     pub growth_tracker: u32,
     /// Adam's step count after the step (low 32 bits).
     pub adam_step: u32,
+    /// Flat gradient index of the first NaN and of the first inf, when there is one.
+    pub first_nan: Option<u32>,
+    pub first_inf: Option<u32>,
 }
 
 impl StepRecord {
-    /// Decodes the 8 words `step_finish` writes.
+    /// Words per record in the device's record ring.
+    pub const WORDS: usize = 10;
+
+    /// Decodes the [`Self::WORDS`] words `step_finish` writes.
     pub fn from_words(w: &[u32]) -> Self {
+        let index = |v: u32| (v != u32::MAX).then_some(v);
         Self {
             loss: f32::from_bits(w[0]),
             scale: f32::from_bits(w[1]),
@@ -82,6 +107,8 @@ impl StepRecord {
             next_scale: f32::from_bits(w[5]),
             growth_tracker: w[6],
             adam_step: w[7],
+            first_nan: index(w[8]),
+            first_inf: index(w[9]),
         }
     }
 }

@@ -503,7 +503,8 @@ fn step_finish_follows_amp_update_scale_and_counts_adam_steps() {
     let dtr = g.upload(&[0i32]).unwrap();
     let dstep = g.upload(&[5u64]).unwrap();
     let loss = g.upload(&[0.25f32]).unwrap();
-    let rec = g.upload(&vec![0u32; 8 * 16]).unwrap();
+    let w = halfscale_gpu::StepRecord::WORDS;
+    let rec = g.upload(&vec![0u32; w * 16]).unwrap();
     let mut steps = 5u64;
     let pattern = [
         false, false, false, true, false, true, true, false, false, false, false, false, false,
@@ -555,8 +556,12 @@ fn step_finish_follows_amp_update_scale_and_counts_adam_steps() {
             "counters reset"
         );
     }
-    let r = halfscale_gpu::StepRecord::from_words(&rec.to_vec(8 * 16).unwrap()[8 * 3..8 * 4]);
+    let words = rec.to_vec(w * 16).unwrap();
+    let r = halfscale_gpu::StepRecord::from_words(&words[w * 3..w * 4]);
     assert!(r.skipped && r.nan == 1 && r.loss == 0.25);
+    assert_eq!((r.first_nan, r.first_inf), (Some(7), None));
+    let clean = halfscale_gpu::StepRecord::from_words(&words[0..w]);
+    assert_eq!((clean.first_nan, clean.first_inf), (None, None));
 }
 
 #[test]

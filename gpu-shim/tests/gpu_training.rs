@@ -158,6 +158,102 @@ fn the_device_scaled_step_equals_the_trait_path_bit_for_bit() {
     assert_bits("weights after the run", &pa.data, &pb.data);
 }
 
+/// Keeps every step record of a run.
+#[derive(Default)]
+struct Records(Vec<halfscale_sim::train::StepRecord>);
+
+impl halfscale_sim::train::Observer for Records {
+    fn step(&mut self, r: &halfscale_sim::train::StepRecord) -> halfscale_sim::Result<()> {
+        self.0.push(r.clone());
+        Ok(())
+    }
+}
+
+/// The shared training loop on the GPU twice: once with queued steps (no host round trip until
+/// a line is printed) and once cross-checked every step (the four trait calls): the same run.
+#[test]
+fn the_training_loop_on_queued_steps_equals_the_loop_on_the_trait_calls() {
+    use halfscale_core::scaler::{LossScaler, ScalerConfig};
+    use halfscale_sim::crosscheck::CrossCheck;
+    use halfscale_sim::dataset::{Dataset, Split};
+    use halfscale_sim::train::{self, TrainConfig};
+    let (images, labels) = synthetic(6 * BATCH, 23);
+    let data = Dataset {
+        train: Split { images, labels },
+        test: Split::default(),
+    };
+    // 2^24 overflows fp16 at first; growth every other clean step: skips, backoffs, growth.
+    let scaler = ScalerConfig {
+        init_scale: 16_777_216.0,
+        growth_interval: 2,
+        ..ScalerConfig::pytorch()
+    };
+    let config = TrainConfig {
+        epochs: 2,
+        log_interval: 4,
+        evaluate: false,
+        ..TrainConfig::default()
+    };
+    let mut runs = Vec::new();
+    for checked in [false, true] {
+        let Some(mut gpu) = backend(BATCH) else {
+            return;
+        };
+        let mut check = checked.then(|| {
+            CrossCheck::new(
+                Box::new(CpuBackend::new(Precision::Fp32, BATCH)),
+                Precision::Fp16,
+            )
+        });
+        let mut records = Records::default();
+        let mut host = LossScaler::new(scaler).unwrap();
+        let summary = train::train(
+            &mut gpu,
+            &mut host,
+            check.as_mut(),
+            &data,
+            &config,
+            &mut records,
+        )
+        .unwrap();
+        gpu.take_error().unwrap();
+        runs.push((summary, records.0));
+    }
+    let ((queued, qr), (direct, dr)) = (&runs[0], &runs[1]);
+    assert_eq!(queued.checked_steps, 0);
+    assert_eq!(direct.checked_steps, direct.steps);
+    assert!(qr.iter().any(|r| r.skipped) && qr.iter().any(|r| !r.skipped));
+    assert_eq!(qr.len(), dr.len());
+    for (q, d) in qr.iter().zip(dr) {
+        assert_eq!(
+            (
+                q.loss.to_bits(),
+                q.scale,
+                q.skipped,
+                q.nan,
+                q.inf,
+                q.first_non_finite
+            ),
+            (
+                d.loss.to_bits(),
+                d.scale,
+                d.skipped,
+                d.nan,
+                d.inf,
+                d.first_non_finite
+            ),
+            "step {}",
+            d.step
+        );
+    }
+    assert_eq!(queued.final_scale.to_bits(), direct.final_scale.to_bits());
+    assert_bits(
+        "weights after the run",
+        &queued.params.data,
+        &direct.params.data,
+    );
+}
+
 /// One epoch of MNIST (data/MNIST/raw) on the device-scaled path, timed; prints a `BENCH` line
 /// for scripts/gpu-check. `cargo test --features cuda -- --ignored epoch_bench`.
 #[test]

@@ -13,14 +13,22 @@
 //! 4. the scaler's update: `halfscale_core::scaler::LossScaler::update`, on the host (the scale
 //!    is one scalar; a device backend reports its check and receives the new scale).
 //!
+//! A backend that can keep the training set, the scale and the growth tracker itself may also run
+//! whole steps with no host round trip (*queued steps*, PyTorch's rules only): the loop offers it
+//! with [`Backend::start_queued_steps`], queues steps with [`Backend::queue_step`], and reads the
+//! outcomes back with [`Backend::drain_queued`] only when it prints a line or needs the host's
+//! scaler; it replays each outcome into its `LossScaler` and fails if the backend's scale
+//! disagrees. The default says no, and the four calls above run every step.
+//!
 //! The CPU backends ([`crate::cpu::CpuBackend`] in fp32 and emulated mixed precision) implement
-//! it here; a CUDA backend implements the same trait.
+//! it here; a CUDA backend implements the same trait, queued steps included.
 
 use crate::adam::{AdamConfig, AdamState};
-use crate::error::Result;
+use crate::dataset::Split;
+use crate::error::{Result, SimError};
 use crate::mixed::Precision;
 use crate::model::Params;
-use halfscale_core::scaler::NonFiniteReport;
+use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +58,29 @@ pub struct EvalStats {
     pub correct: usize,
     /// Examples seen.
     pub count: usize,
+}
+
+/// A whole step a backend ran on its own ([`Backend::queue_step`]), as it recorded it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QueuedOutcome {
+    /// Mean loss of the batch (unscaled).
+    pub loss: f32,
+    /// The loss scale the backward pass used.
+    pub scale: f32,
+    /// What the fused unscale and check found (before unscaling).
+    pub report: NonFiniteReport,
+    /// The optimizer step was skipped (a non-finite gradient).
+    pub skipped: bool,
+    /// The scale after the backend's update, which the host's scaler must reproduce.
+    pub next_scale: f32,
+}
+
+/// The error of a queued-step method a backend does not implement.
+fn no_queued_steps(backend: &(impl Backend + ?Sized)) -> SimError {
+    SimError::Device(format!(
+        "{}: this backend does not run queued steps",
+        backend.describe()
+    ))
 }
 
 /// The operations of a training step on some device.
@@ -83,4 +114,30 @@ pub trait Backend {
     /// Forward only (as under `torch.no_grad()`, same precision as training): summed loss and
     /// correct count.
     fn evaluate(&mut self, batch: Batch<'_>) -> Result<EvalStats>;
+
+    /// Offers the backend to run whole steps without the host under `scaler`: it keeps `train`
+    /// (uploaded once) and the scale. Returns whether it accepted; a backend accepts only
+    /// policies it reproduces exactly. Default: no.
+    fn start_queued_steps(&mut self, _train: &Split, _scaler: &ScalerConfig) -> Result<bool> {
+        Ok(false)
+    }
+    /// Takes the host scaler's scale and growth tracker (before the first queued step, and after
+    /// steps the loop ran through the four calls).
+    fn load_scale(&mut self, _scale: f32, _growth_tracker: u32) -> Result<()> {
+        Err(no_queued_steps(self))
+    }
+    /// The example order (indices into the kept training split) of the steps that follow.
+    fn set_order(&mut self, _order: &[u32]) -> Result<()> {
+        Err(no_queued_steps(self))
+    }
+    /// Queues one whole GradScaler step on examples `order[start..start + n]`: forward, backward
+    /// scaled by the kept scale, fused unscale and check, Adam unless something was not finite,
+    /// the scale update. Reads nothing back.
+    fn queue_step(&mut self, _start: usize, _n: usize, _adam: &AdamConfig) -> Result<()> {
+        Err(no_queued_steps(self))
+    }
+    /// Waits for the queued steps and returns their outcomes, in order, since the last drain.
+    fn drain_queued(&mut self) -> Result<Vec<QueuedOutcome>> {
+        Ok(Vec::new())
+    }
 }

@@ -166,10 +166,17 @@ impl Batches {
     /// Draws the next epoch's permutation (from the identity, so each epoch's order depends only
     /// on the stream position) and returns its batches of indices.
     pub fn next_epoch(&mut self) -> std::slice::Chunks<'_, u32> {
+        let batch_size = self.batch_size;
+        self.next_order().chunks(batch_size)
+    }
+
+    /// Draws the next epoch's permutation and returns it whole (batch `k` is
+    /// `order[k * batch_size..]`), for a backend that gathers its batches itself.
+    pub fn next_order(&mut self) -> &[u32] {
         for (i, o) in self.order.iter_mut().enumerate() {
             *o = i as u32;
         }
         self.rng.shuffle(&mut self.order);
-        self.order.chunks(self.batch_size)
+        &self.order
     }
 }

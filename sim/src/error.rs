@@ -25,11 +25,11 @@ pub enum SimError {
         expected: u32,
         dims: u8,
     },
-    /// The header or the payload is shorter than the header says.
     /// The header's dimensions describe more data than any file can hold (their product
     /// overflows 64 bits): corrupt, not merely truncated.
     #[error("{}: corrupt header: dimensions {dims:?} describe more than 2^64 bytes", path.display())]
     DimsOverflow { path: PathBuf, dims: Vec<u32> },
+    /// The header or the payload is shorter than the header says.
     #[error("{}: truncated: expected {expected} bytes, found {found}", path.display())]
     Truncated {
         path: PathBuf,

@@ -21,7 +21,7 @@ use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{Result, SimError};
 use crate::model::{Layer, Params, PARAM_COUNT};
-use halfscale_core::scaler::{Found, LossScaler};
+use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport};
 use std::time::Instant;
 
 /// Mixed into the seed for the shuffling stream, so the weights and the epoch order come from
@@ -210,7 +210,187 @@ pub fn evaluate(backend: &mut dyn Backend, split: &Split, batch_size: usize) -> 
     })
 }
 
+/// One finished step, however it ran, as the loop accounts for it.
+struct DoneStep {
+    step: u64,
+    epoch: usize,
+    batch: usize,
+    len: usize,
+    loss: f32,
+    /// The scale the backward pass used.
+    scale: f32,
+    report: NonFiniteReport,
+    skipped: bool,
+    /// The cross-check's record, settled.
+    check: Option<CheckRecord>,
+}
+
+/// A step queued on the backend whose outcome the loop has not read yet.
+struct PendingStep {
+    step: u64,
+    epoch: usize,
+    batch: usize,
+    len: usize,
+}
+
+/// The loop's running account: the summary so far and where lines and records go.
+struct Ledger<'a> {
+    summary: Summary,
+    observer: &'a mut dyn Observer,
+    log_interval: usize,
+    dataset_len: usize,
+    per_epoch: usize,
+}
+
+impl Ledger<'_> {
+    /// Adds a finished step to the summary, prints the seed's line when due and hands the
+    /// step's record to the observer.
+    fn account(&mut self, done: DoneStep) -> Result<()> {
+        let summary = &mut self.summary;
+        summary.steps += 1;
+        summary.skipped += u64::from(done.skipped);
+        summary.images += done.len;
+        if let Some(r) = &done.check {
+            summary.checked_steps += 1;
+            summary.divergent_steps += u64::from(!r.within_bounds);
+            summary.wrong_skips += u64::from(!r.skip_ok);
+            for (acc, l) in summary.underflow_by_layer.iter_mut().zip(&r.layers) {
+                acc.1 += l.census.underflowed;
+            }
+            summary.logit_grad_underflow += r.logit_grad_census.underflowed;
+            if !r.expected_skip && summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
+                let layer = r
+                    .layers
+                    .iter()
+                    .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
+                    .map_or(Layer::Conv1, |l| l.layer);
+                summary.worst = Some(Worst {
+                    step: done.step,
+                    loss_rel: r.loss_rel,
+                    logits_rel: r.logits_rel,
+                    grad_rel: r.max_grad_rel,
+                    layer,
+                });
+            }
+        }
+        if done.batch.is_multiple_of(self.log_interval) {
+            self.observer.line(&progress_line(
+                done.epoch,
+                done.batch,
+                done.len,
+                self.dataset_len,
+                self.per_epoch,
+                done.loss,
+            ));
+        }
+        let report = done.report;
+        let found = match report.found() {
+            Found::Finite => "finite",
+            Found::Inf => "inf",
+            Found::Nan => "nan",
+        };
+        self.observer.step(&StepRecord {
+            step: done.step,
+            epoch: done.epoch,
+            batch: done.batch,
+            loss: done.loss,
+            scale: f64::from(done.scale),
+            skipped: done.skipped,
+            found,
+            nan: report.nan,
+            inf: report.inf,
+            first_non_finite: report
+                .first_nan
+                .or(report.first_inf)
+                .and_then(Layer::of_index),
+            check: done.check,
+        })
+    }
+}
+
+/// Queued steps in flight: the backend runs them whole, the loop accounts for them when it
+/// drains (before a line is printed, a step it runs itself, and the end of an epoch).
+struct Queue {
+    pending: Vec<PendingStep>,
+    /// The backend holds the host scaler's current scale and tracker.
+    scale_loaded: bool,
+}
+
+impl Queue {
+    /// Reads the outcomes of the pending steps, replays each into the host's scaler (which must
+    /// reach the backend's scale bit for bit) and accounts for them in order.
+    fn drain(
+        &mut self,
+        backend: &mut dyn Backend,
+        scaler: &mut LossScaler,
+        ledger: &mut Ledger<'_>,
+    ) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let outcomes = backend.drain_queued()?;
+        if outcomes.len() != self.pending.len() {
+            return Err(SimError::Device(format!(
+                "{} steps were queued but the backend returned {} outcomes",
+                self.pending.len(),
+                outcomes.len()
+            )));
+        }
+        for (p, o) in self.pending.drain(..).zip(outcomes) {
+            let step = p.step;
+            let disagree = |what: &str, backend_value: String, host_value: String| {
+                SimError::Device(format!(
+                    "step {step}: the backend's {what} ({backend_value}) differs from the host scaler's ({host_value})"
+                ))
+            };
+            let scale = scaler.scale_f32();
+            if o.scale.to_bits() != scale.to_bits() {
+                return Err(disagree(
+                    "loss scale",
+                    o.scale.to_string(),
+                    scale.to_string(),
+                ));
+            }
+            let skipped = o.report.found_inf();
+            if o.skipped != skipped {
+                return Err(disagree(
+                    "skip decision",
+                    o.skipped.to_string(),
+                    skipped.to_string(),
+                ));
+            }
+            scaler
+                .update_from_report(&o.report)
+                .map_err(|e| SimError::Scaler(format!("step {step}: {e}")))?;
+            let next = scaler.scale_f32();
+            if o.next_scale.to_bits() != next.to_bits() {
+                return Err(disagree(
+                    "updated scale",
+                    o.next_scale.to_string(),
+                    next.to_string(),
+                ));
+            }
+            ledger.account(DoneStep {
+                step,
+                epoch: p.epoch,
+                batch: p.batch,
+                len: p.len,
+                loss: o.loss,
+                scale,
+                report: o.report,
+                skipped,
+                check: None,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Trains `backend` on `data` from the seed's initial weights; see the module doc.
+///
+/// Steps that are not cross-checked run as queued steps when the backend offers them (see
+/// [`Backend::start_queued_steps`]): no host round trip until a line is printed. The result is
+/// the same either way; the host's scaler replays every step and must agree bit for bit.
 pub fn train(
     backend: &mut dyn Backend,
     scaler: &mut LossScaler,
@@ -236,30 +416,81 @@ pub fn train(
         config.seed ^ SHUFFLE_SEED_XOR,
     );
     let per_epoch = batches.batches_per_epoch();
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let mut summary = Summary {
-        backend: backend.describe(),
-        train_seconds: 0.0,
-        wall_seconds: 0.0,
-        images: 0,
-        steps: 0,
-        skipped: 0,
-        final_scale: scaler.scale(),
-        test: None,
-        underflow_by_layer: Layer::ALL.iter().map(|&l| (l, 0)).collect(),
-        logit_grad_underflow: 0,
-        checked_steps: 0,
-        worst: None,
-        bounds: check.as_ref().map(|c| *c.bounds()),
-        divergent_steps: 0,
-        wrong_skips: 0,
-        params: Params::zeros(),
+    let checks_every_step = check.is_some() && config.check_every == 1;
+    // Queued steps follow PyTorch's skip rule, so only with the scaler on.
+    let mut queue = if scaler.is_enabled()
+        && !checks_every_step
+        && backend.start_queued_steps(&data.train, scaler.config())?
+    {
+        Some(Queue {
+            pending: Vec::new(),
+            scale_loaded: false,
+        })
+    } else {
+        None
     };
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let mut ledger = Ledger {
+        summary: Summary {
+            backend: backend.describe(),
+            train_seconds: 0.0,
+            wall_seconds: 0.0,
+            images: 0,
+            steps: 0,
+            skipped: 0,
+            final_scale: scaler.scale(),
+            test: None,
+            underflow_by_layer: Layer::ALL.iter().map(|&l| (l, 0)).collect(),
+            logit_grad_underflow: 0,
+            checked_steps: 0,
+            worst: None,
+            bounds: check.as_ref().map(|c| *c.bounds()),
+            divergent_steps: 0,
+            wrong_skips: 0,
+            params: Params::zeros(),
+        },
+        observer,
+        log_interval: config.log_interval,
+        dataset_len: data.train.len(),
+        per_epoch,
+    };
+    let shown = config.max_batches.map_or(per_epoch, |m| m.min(per_epoch));
+    let mut step: u64 = 0;
     let train_start = Instant::now();
     for epoch in 0..config.epochs {
-        for (batch_idx, indices) in batches.next_epoch().enumerate() {
+        let order = batches.next_order();
+        if queue.is_some() {
+            backend.set_order(order)?;
+        }
+        for (batch_idx, indices) in order.chunks(config.batch_size).enumerate() {
             if config.max_batches.is_some_and(|m| batch_idx >= m) {
                 break;
+            }
+            let checked = check.is_some() && step.is_multiple_of(config.check_every as u64);
+            if let Some(q) = queue.as_mut().filter(|_| !checked) {
+                if !q.scale_loaded {
+                    backend.load_scale(scaler.scale_f32(), scaler.growth_tracker())?;
+                    q.scale_loaded = true;
+                }
+                backend.queue_step(batch_idx * config.batch_size, indices.len(), &config.adam)?;
+                q.pending.push(PendingStep {
+                    step,
+                    epoch,
+                    batch: batch_idx,
+                    len: indices.len(),
+                });
+                step += 1;
+                // The loss is read back only when its line is printed.
+                if batch_idx.is_multiple_of(config.log_interval) {
+                    q.drain(backend, scaler, &mut ledger)?;
+                }
+                ledger.observer.progress(epoch, batch_idx, shown);
+                continue;
+            }
+            if let Some(q) = queue.as_mut() {
+                // The host's scaler must be current before a step it drives.
+                q.drain(backend, scaler, &mut ledger)?;
+                q.scale_loaded = false;
             }
             data.train.gather(indices, &mut images, &mut labels);
             let batch = Batch {
@@ -268,11 +499,8 @@ pub fn train(
             };
             let scale = scaler.scale_f32();
             let loss = backend.forward_backward(batch, scale)?;
-            let step = summary.steps;
-            // `%` rather than `is_multiple_of`, which is newer than the workspace's MSRV (1.85).
-            #[allow(clippy::manual_is_multiple_of)]
             let mut record = match check.as_deref_mut() {
-                Some(c) if step % config.check_every as u64 == 0 => {
+                Some(c) if checked => {
                     Some(c.compare(backend, batch, loss, scale, scaler.inv_scale())?)
                 }
                 _ => None,
@@ -286,73 +514,33 @@ pub fn train(
             scaler
                 .update_from_report(&report)
                 .map_err(|e| SimError::Scaler(format!("step {step}: {e}")))?;
-            summary.steps += 1;
-            summary.skipped += u64::from(skipped);
-            summary.images += batch.len();
             if let (Some(r), Some(c)) = (record.as_mut(), check.as_deref()) {
                 r.settle(skipped, scaler.is_enabled(), c.bounds());
-                summary.checked_steps += 1;
-                summary.divergent_steps += u64::from(!r.within_bounds);
-                summary.wrong_skips += u64::from(!r.skip_ok);
-                for (acc, l) in summary.underflow_by_layer.iter_mut().zip(&r.layers) {
-                    acc.1 += l.census.underflowed;
-                }
-                summary.logit_grad_underflow += r.logit_grad_census.underflowed;
-                if !r.expected_skip && summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
-                    let layer = r
-                        .layers
-                        .iter()
-                        .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
-                        .map_or(Layer::Conv1, |l| l.layer);
-                    summary.worst = Some(Worst {
-                        step,
-                        loss_rel: r.loss_rel,
-                        logits_rel: r.logits_rel,
-                        grad_rel: r.max_grad_rel,
-                        layer,
-                    });
-                }
             }
-            if batch_idx % config.log_interval == 0 {
-                observer.line(&progress_line(
-                    epoch,
-                    batch_idx,
-                    batch.len(),
-                    data.train.len(),
-                    per_epoch,
-                    loss,
-                ));
-            }
-            let shown = config.max_batches.map_or(per_epoch, |m| m.min(per_epoch));
-            observer.progress(epoch, batch_idx, shown);
-            let found = match report.found() {
-                Found::Finite => "finite",
-                Found::Inf => "inf",
-                Found::Nan => "nan",
-            };
-            observer.step(&StepRecord {
+            ledger.account(DoneStep {
                 step,
                 epoch,
                 batch: batch_idx,
+                len: batch.len(),
                 loss,
-                scale: f64::from(scale),
+                scale,
+                report,
                 skipped,
-                found,
-                nan: report.nan,
-                inf: report.inf,
-                first_non_finite: report
-                    .first_nan
-                    .or(report.first_inf)
-                    .and_then(Layer::of_index),
                 check: record,
             })?;
+            step += 1;
+            ledger.observer.progress(epoch, batch_idx, shown);
+        }
+        if let Some(q) = queue.as_mut() {
+            q.drain(backend, scaler, &mut ledger)?;
         }
     }
+    let mut summary = ledger.summary;
     summary.train_seconds = train_start.elapsed().as_secs_f64();
     summary.final_scale = scaler.scale();
     if config.evaluate && !data.test.is_empty() {
         let test = evaluate(backend, &data.test, config.batch_size)?;
-        observer.line(&test.line());
+        ledger.observer.line(&test.line());
         summary.test = Some(test);
     }
     backend.read_params(&mut summary.params);

@@ -210,6 +210,27 @@ impl ScalerConfig {
         }
     }
 
+    /// True when the update is `_amp_update_scale_` on PyTorch's five knobs and nothing else:
+    /// enabled, no hysteresis, no floor or ceiling, NaN an overflow, PyTorch timing, f32 scale.
+    /// A device kernel that implements PyTorch's rule reproduces exactly these configurations.
+    ///
+    /// ```
+    /// use halfscale_core::scaler::ScalerConfig;
+    /// assert!(ScalerConfig { growth_interval: 7, ..ScalerConfig::pytorch() }.follows_pytorch_rule());
+    /// assert!(!ScalerConfig::recommended().follows_pytorch_rule());
+    /// assert!(!ScalerConfig::deepspeed().follows_pytorch_rule());
+    /// assert!(!ScalerConfig::disabled().follows_pytorch_rule());
+    /// ```
+    pub fn follows_pytorch_rule(&self) -> bool {
+        self.enabled
+            && self.hysteresis == 1
+            && self.min_scale.is_none()
+            && self.max_scale.is_none()
+            && self.growth_timing == GrowthTiming::PyTorch
+            && self.nan_policy == NanPolicy::Overflow
+            && self.precision == ScalePrecision::F32
+    }
+
     /// Checks every field; the first problem found is returned. Bounds and the initial scale are
     /// checked after rounding to [`precision`](Self::precision), since that is what is held
     /// (PyTorch's `torch.full((), init_scale, dtype=torch.float32)` rounds to f32).

@@ -1,0 +1,351 @@
+//! Queued steps: a backend that runs whole GradScaler steps on its own and reports them late must
+//! give the run the four calls give, bit for bit, read back only when a line is printed, and be
+//! stopped, naming the step, when its scale disagrees with the host's scaler.
+
+mod common;
+
+use common::{data, Collect};
+use halfscale_core::scaler::NonFiniteReport;
+use halfscale_core::scaler::{inv_scale, pytorch_update_scale, LossScaler, ScalerConfig};
+use halfscale_sim::adam::{AdamConfig, AdamState};
+use halfscale_sim::backend::{EvalStats, QueuedOutcome};
+use halfscale_sim::cpu::CpuBackend;
+use halfscale_sim::crosscheck::CrossCheck;
+use halfscale_sim::dataset::Split;
+use halfscale_sim::model::{Params, PARAM_COUNT};
+use halfscale_sim::train::{self, Summary, TrainConfig};
+use halfscale_sim::{Backend, Batch, Precision, SimError};
+
+const BATCH: usize = 64;
+const EPOCHS: usize = 3;
+/// 256 synthetic examples: four batches an epoch.
+const STEPS: usize = EPOCHS * 4;
+
+/// The CPU's mixed backend running queued steps itself, as a device backend does: it keeps the
+/// training split, the scale and the tracker, and hands the outcomes back only when drained.
+struct Queuing {
+    inner: CpuBackend,
+    train: Option<Split>,
+    scaler: ScalerConfig,
+    scale: f32,
+    tracker: u32,
+    order: Vec<u32>,
+    outcomes: Vec<QueuedOutcome>,
+    queued: usize,
+    drains: usize,
+    /// Corrupt the updated scale of this queued step (counted from 0).
+    tamper: Option<usize>,
+    images: Vec<f32>,
+    labels: Vec<u8>,
+}
+
+impl Queuing {
+    fn new(tamper: Option<usize>) -> Self {
+        Self {
+            inner: CpuBackend::new(Precision::Fp16, BATCH),
+            train: None,
+            scaler: ScalerConfig::pytorch(),
+            scale: f32::NAN,
+            tracker: u32::MAX,
+            order: Vec::new(),
+            outcomes: Vec::new(),
+            queued: 0,
+            drains: 0,
+            tamper,
+            images: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl Backend for Queuing {
+    fn describe(&self) -> String {
+        "queuing test backend".into()
+    }
+    fn precision(&self) -> Precision {
+        self.inner.precision()
+    }
+    fn load_params(&mut self, params: &Params) {
+        self.inner.load_params(params);
+    }
+    fn read_params(&self, out: &mut Params) {
+        self.inner.read_params(out);
+    }
+    fn load_optimizer(&mut self, state: &AdamState) {
+        self.inner.load_optimizer(state);
+    }
+    fn read_optimizer(&self, out: &mut AdamState) {
+        self.inner.read_optimizer(out);
+    }
+    fn forward_backward(
+        &mut self,
+        batch: Batch<'_>,
+        loss_scale: f32,
+    ) -> halfscale_sim::Result<f32> {
+        self.inner.forward_backward(batch, loss_scale)
+    }
+    fn read_logits(&self, out: &mut Vec<f32>) {
+        self.inner.read_logits(out);
+    }
+    fn read_grads(&self, out: &mut Params) {
+        self.inner.read_grads(out);
+    }
+    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport {
+        self.inner.unscale_and_check(inv_scale)
+    }
+    fn adam_step(&mut self, config: &AdamConfig) {
+        self.inner.adam_step(config);
+    }
+    fn evaluate(&mut self, batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
+        self.inner.evaluate(batch)
+    }
+
+    fn start_queued_steps(
+        &mut self,
+        train: &Split,
+        scaler: &ScalerConfig,
+    ) -> halfscale_sim::Result<bool> {
+        if !scaler.follows_pytorch_rule() {
+            return Ok(false);
+        }
+        self.train = Some(train.clone());
+        self.scaler = *scaler;
+        Ok(true)
+    }
+    fn load_scale(&mut self, scale: f32, growth_tracker: u32) -> halfscale_sim::Result<()> {
+        (self.scale, self.tracker) = (scale, growth_tracker);
+        Ok(())
+    }
+    fn set_order(&mut self, order: &[u32]) -> halfscale_sim::Result<()> {
+        self.order = order.to_vec();
+        Ok(())
+    }
+    fn queue_step(
+        &mut self,
+        start: usize,
+        n: usize,
+        adam: &AdamConfig,
+    ) -> halfscale_sim::Result<()> {
+        let train = self.train.as_ref().expect("start_queued_steps first");
+        train.gather(
+            &self.order[start..start + n],
+            &mut self.images,
+            &mut self.labels,
+        );
+        let batch = Batch {
+            images: &self.images,
+            labels: &self.labels,
+        };
+        let scale = self.scale;
+        let loss = self.inner.forward_backward(batch, scale)?;
+        let report = self.inner.unscale_and_check(inv_scale(f64::from(scale)));
+        let skipped = report.found_inf();
+        if !skipped {
+            self.inner.adam_step(adam);
+        }
+        (self.scale, self.tracker) = pytorch_update_scale(
+            scale,
+            self.tracker,
+            skipped,
+            self.scaler.growth_factor,
+            self.scaler.backoff_factor,
+            self.scaler.growth_interval,
+        );
+        let mut next_scale = self.scale;
+        if self.tamper == Some(self.queued) {
+            next_scale *= 4.0;
+        }
+        self.outcomes.push(QueuedOutcome {
+            loss,
+            scale,
+            report,
+            skipped,
+            next_scale,
+        });
+        self.queued += 1;
+        Ok(())
+    }
+    fn drain_queued(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
+        self.drains += 1;
+        Ok(std::mem::take(&mut self.outcomes))
+    }
+}
+
+/// A scaler that overflows at first (2^24 makes fp16's dL/dlogits inf), backs off, and grows
+/// every other clean step, so the runs skip, back off and grow.
+fn busy_scaler() -> ScalerConfig {
+    ScalerConfig {
+        init_scale: 16_777_216.0,
+        growth_interval: 2,
+        ..ScalerConfig::pytorch()
+    }
+}
+
+struct Run {
+    summary: Summary,
+    seen: Collect,
+    adam: AdamState,
+}
+
+fn run(
+    backend: &mut dyn Backend,
+    scaler: ScalerConfig,
+    check_every: Option<usize>,
+) -> halfscale_sim::Result<Run> {
+    let mut scaler = LossScaler::new(scaler).unwrap();
+    let mut check = check_every.map(|_| {
+        CrossCheck::new(
+            Box::new(CpuBackend::new(Precision::Fp32, BATCH)),
+            Precision::Fp16,
+        )
+    });
+    let mut seen = Collect::default();
+    let config = TrainConfig {
+        epochs: EPOCHS,
+        log_interval: 2,
+        check_every: check_every.unwrap_or(1),
+        ..TrainConfig::default()
+    };
+    let summary = train::train(
+        backend,
+        &mut scaler,
+        check.as_mut(),
+        &data(),
+        &config,
+        &mut seen,
+    )?;
+    let mut adam = AdamState::new(PARAM_COUNT);
+    backend.read_optimizer(&mut adam);
+    Ok(Run {
+        summary,
+        seen,
+        adam,
+    })
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Everything a run leaves, compared bit for bit.
+fn assert_same_run(queued: &Run, direct: &Run) {
+    let (q, d) = (&queued.summary, &direct.summary);
+    assert_eq!(
+        (q.steps, q.skipped, q.images, q.final_scale.to_bits()),
+        (d.steps, d.skipped, d.images, d.final_scale.to_bits())
+    );
+    assert_eq!(q.test, d.test);
+    assert_eq!(bits(&q.params.data), bits(&d.params.data), "weights");
+    assert_eq!(bits(&queued.adam.exp_avg), bits(&direct.adam.exp_avg));
+    assert_eq!(bits(&queued.adam.exp_avg_sq), bits(&direct.adam.exp_avg_sq));
+    assert_eq!(queued.adam.step, direct.adam.step);
+    assert_eq!(queued.seen.lines, direct.seen.lines);
+    // Debug text, so NaN divergences (an overflowed step's check) compare equal to themselves.
+    assert_eq!(queued.seen.records.len(), direct.seen.records.len());
+    for (q, d) in queued.seen.records.iter().zip(&direct.seen.records) {
+        assert_eq!(format!("{q:?}"), format!("{d:?}"), "step {}", d.step);
+    }
+}
+
+#[test]
+fn queued_steps_give_the_run_the_four_calls_give_and_read_back_only_to_print() {
+    let mut queuing = Queuing::new(None);
+    let queued = run(&mut queuing, busy_scaler(), None).unwrap();
+    let direct = run(
+        &mut CpuBackend::new(Precision::Fp16, BATCH),
+        busy_scaler(),
+        None,
+    )
+    .unwrap();
+    assert_same_run(&queued, &direct);
+    assert_eq!(queuing.queued, STEPS, "every step ran queued");
+    // The run exercised skips, backoffs and growth.
+    let records = &queued.seen.records;
+    assert!(records.iter().any(|r| r.skipped) && records.iter().any(|r| !r.skipped));
+    let grew = records.windows(2).any(|w| w[1].scale > w[0].scale);
+    let backed_off = records.windows(2).any(|w| w[1].scale < w[0].scale);
+    assert!(
+        grew && backed_off,
+        "scales: {:?}",
+        records.iter().map(|r| r.scale).collect::<Vec<_>>()
+    );
+    // Read back at each printed line (batches 0 and 2) and at each epoch's end, no more.
+    let lines = EPOCHS * 2;
+    assert_eq!(
+        queued.seen.lines.len(),
+        lines + 1,
+        "progress lines and the test line"
+    );
+    assert_eq!(queuing.drains, lines + EPOCHS);
+}
+
+#[test]
+fn cross_checked_steps_interleave_with_queued_ones() {
+    let mut queuing = Queuing::new(None);
+    let queued = run(&mut queuing, busy_scaler(), Some(3)).unwrap();
+    let direct = run(
+        &mut CpuBackend::new(Precision::Fp16, BATCH),
+        busy_scaler(),
+        Some(3),
+    )
+    .unwrap();
+    assert_same_run(&queued, &direct);
+    let checked = queued
+        .seen
+        .records
+        .iter()
+        .filter(|r| r.check.is_some())
+        .count();
+    assert_eq!(checked, STEPS.div_ceil(3));
+    assert_eq!(queued.summary.checked_steps, checked as u64);
+    assert_eq!(queuing.queued, STEPS - checked);
+}
+
+#[test]
+fn a_backend_scale_that_disagrees_with_the_host_stops_the_run_naming_the_step() {
+    let mut queuing = Queuing::new(Some(2));
+    let err = run(&mut queuing, busy_scaler(), None)
+        .err()
+        .expect("an error");
+    let text = err.to_string();
+    assert!(matches!(err, SimError::Device(_)), "{text}");
+    assert!(
+        text.contains("step 2") && text.contains("updated scale"),
+        "{text}"
+    );
+}
+
+#[test]
+fn policies_beyond_pytorch_and_checking_every_step_use_the_four_calls() {
+    for (scaler, check) in [
+        (ScalerConfig::recommended(), None),
+        (ScalerConfig::deepspeed(), None),
+        (ScalerConfig::disabled(), None),
+        (busy_scaler(), Some(1)),
+    ] {
+        let mut queuing = Queuing::new(None);
+        let via_trait = run(&mut queuing, scaler, check).unwrap();
+        let direct = run(&mut CpuBackend::new(Precision::Fp16, BATCH), scaler, check).unwrap();
+        assert_same_run(&via_trait, &direct);
+        assert_eq!(queuing.queued, 0, "{scaler:?}, check {check:?}");
+    }
+}
+
+#[test]
+fn a_backend_without_queued_steps_declines_and_refuses_them() {
+    let mut cpu = CpuBackend::new(Precision::Fp16, BATCH);
+    assert!(!cpu
+        .start_queued_steps(&data().train, &ScalerConfig::pytorch())
+        .unwrap());
+    for err in [
+        cpu.load_scale(1.0, 0).unwrap_err(),
+        cpu.set_order(&[0]).unwrap_err(),
+        cpu.queue_step(0, 1, &AdamConfig::default()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, SimError::Device(m) if m.contains("does not run queued steps")),
+            "{err}"
+        );
+    }
+    assert!(cpu.drain_queued().unwrap().is_empty());
+}
