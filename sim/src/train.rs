@@ -13,7 +13,10 @@
 //!
 //! It knows nothing of devices: the backend does the tensor work, the core's `LossScaler` holds
 //! the scale, an optional [`CrossCheck`] runs the f32 reference beside checked steps, and an
-//! [`Observer`] receives the seed's lines, progress and per-step records.
+//! [`Observer`] receives the seed's lines, progress and per-step records. A backend that runs
+//! whole steps itself (queued steps, see [`crate::backend`]) gets every step that is not
+//! cross-checked; the loop reads their outcomes back only to print a line, before a checked step
+//! and at an epoch's end, replaying each into the host's scaler.
 
 use crate::adam::{AdamConfig, AdamState};
 use crate::backend::{Backend, Batch};
