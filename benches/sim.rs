@@ -170,7 +170,7 @@ fn training_step(c: &mut Criterion) {
         ("mixed_bf16", Precision::Bf16, 1.0),
     ] {
         let mut backend = CpuBackend::new(precision, N);
-        backend.load_params(&Params::init(3));
+        backend.load_params(&Params::init(3)).unwrap();
         let initial = Params::init(3);
         let mut steps = 0u32;
         group.bench_function(name, |b| {
@@ -178,14 +178,16 @@ fn training_step(c: &mut Criterion) {
                 // Back to the same weights every 100 steps, so a long run cannot drift into NaN.
                 steps += 1;
                 if steps.is_multiple_of(100) {
-                    backend.load_params(&initial);
+                    backend.load_params(&initial).unwrap();
                 }
                 let loss = backend
                     .forward_backward(batch, scale)
                     .expect("a valid batch");
-                let report = backend.unscale_and_check(inv_scale(f64::from(scale)));
+                let report = backend
+                    .unscale_and_check(inv_scale(f64::from(scale)))
+                    .unwrap();
                 if !report.found_inf() {
-                    backend.adam_step(&adam);
+                    backend.adam_step(&adam).unwrap();
                 }
                 black_box(loss)
             })

@@ -7,12 +7,12 @@ use crate::error::{GpuError, Result};
 use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{Backend, Batch, EvalStats, QueuedOutcome};
+use halfscale_sim::backend::{check_state_len, Backend, Batch, EvalStats, QueuedOutcome};
 use halfscale_sim::cpu::CHUNK;
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
 use halfscale_sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT};
-use halfscale_sim::{Precision, SimError};
+use halfscale_sim::Precision;
 
 const A1: usize = 24 * 24;
 const P1: usize = 12 * 12;
@@ -85,9 +85,6 @@ pub struct GpuBackend {
     scaler: DeviceScaler,
     resident: Option<Resident>,
     order: Option<DBuf<u32>>,
-    /// The first failure of a method that cannot return one (the trait's infallible methods);
-    /// returned by the next fallible call.
-    error: Option<GpuError>,
     gpu: Gpu,
 }
 
@@ -158,7 +155,6 @@ impl GpuBackend {
             scaler: DeviceScaler::default(),
             resident: None,
             order: None,
-            error: None,
             gpu,
         };
         b.cast_params()?;
@@ -178,21 +174,6 @@ impl GpuBackend {
     /// The driver layer (kernel-level tests).
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
-    }
-
-    /// Returns (and clears) the first error an infallible [`Backend`] method met.
-    pub fn take_error(&mut self) -> Result<()> {
-        self.error.take().map_or(Ok(()), Err)
-    }
-
-    fn note<T>(&mut self, r: Result<T>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.error.get_or_insert(e);
-                None
-            }
-        }
     }
 
     fn cast_params(&mut self) -> Result<()> {
@@ -639,7 +620,6 @@ impl GpuBackend {
     /// non-finite check, Adam (skips itself on found_inf), Adam's step count and the scale update
     /// on the device, a record of the step. 25 launches.
     pub fn step_device_scaled(&mut self, start: usize, n: usize, adam: &AdamConfig) -> Result<()> {
-        self.take_error()?;
         let (Some(res), Some(order)) = (self.resident.as_ref(), self.order.as_ref()) else {
             return Err(GpuError::Invalid(
                 "step_device_scaled needs upload_train_set and set_order first".into(),
@@ -722,7 +702,6 @@ impl GpuBackend {
     // --- Fallible versions of the trait methods --------------------------------------------
 
     fn try_forward_backward(&mut self, batch: &Batch<'_>, loss_scale: f32) -> Result<f32> {
-        self.take_error()?;
         self.upload_batch(batch)?;
         self.host_scale.write(&[loss_scale])?;
         self.forward()?;
@@ -764,7 +743,6 @@ impl GpuBackend {
     }
 
     fn try_evaluate(&mut self, batch: &Batch<'_>) -> Result<EvalStats> {
-        self.take_error()?;
         self.upload_batch(batch)?;
         self.forward()?;
         self.gpu.launch(
@@ -787,28 +765,6 @@ impl GpuBackend {
             count: self.n,
         })
     }
-
-    fn try_load_optimizer(&mut self, state: &AdamState) -> Result<()> {
-        if state.exp_avg.len() != PARAM_COUNT || state.exp_avg_sq.len() != PARAM_COUNT {
-            return Err(GpuError::Invalid(
-                "optimizer state of another length".into(),
-            ));
-        }
-        self.exp_avg.write(&state.exp_avg)?;
-        self.exp_avg_sq.write(&state.exp_avg_sq)?;
-        self.adam_step.write(&[state.step])?;
-        self.step_bound = state.step;
-        Ok(())
-    }
-
-    fn try_read_optimizer(&self, out: &mut AdamState) -> Result<()> {
-        out.exp_avg.resize(PARAM_COUNT, 0.0);
-        out.exp_avg_sq.resize(PARAM_COUNT, 0.0);
-        self.exp_avg.read(&mut out.exp_avg)?;
-        self.exp_avg_sq.read(&mut out.exp_avg_sq)?;
-        out.step = self.adam_step.to_vec(1)?[0];
-        Ok(())
-    }
 }
 
 /// binary16 bits to f32, exact.
@@ -825,29 +781,34 @@ impl Backend for GpuBackend {
         Precision::Fp16
     }
 
-    fn load_params(&mut self, params: &Params) {
-        let r = self
-            .params
-            .write(&params.data)
-            .and_then(|()| self.cast_params());
-        self.note(r);
+    fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
+        check_state_len("parameters", params.data.len())?;
+        self.params.write(&params.data)?;
+        Ok(self.cast_params()?)
     }
 
-    fn read_params(&self, out: &mut Params) {
-        if let Err(e) = self.params.read(&mut out.data) {
-            panic!("cuda backend: reading the parameters: {e}");
-        }
+    fn read_params(&self, out: &mut Params) -> halfscale_sim::Result<()> {
+        out.data.resize(PARAM_COUNT, 0.0);
+        Ok(self.params.read(&mut out.data)?)
     }
 
-    fn load_optimizer(&mut self, state: &AdamState) {
-        let r = self.try_load_optimizer(state);
-        self.note(r);
+    fn load_optimizer(&mut self, state: &AdamState) -> halfscale_sim::Result<()> {
+        check_state_len("Adam exp_avg", state.exp_avg.len())?;
+        check_state_len("Adam exp_avg_sq", state.exp_avg_sq.len())?;
+        self.exp_avg.write(&state.exp_avg)?;
+        self.exp_avg_sq.write(&state.exp_avg_sq)?;
+        self.adam_step.write(&[state.step])?;
+        self.step_bound = state.step;
+        Ok(())
     }
 
-    fn read_optimizer(&self, out: &mut AdamState) {
-        if let Err(e) = self.try_read_optimizer(out) {
-            panic!("cuda backend: reading the optimizer state: {e}");
-        }
+    fn read_optimizer(&self, out: &mut AdamState) -> halfscale_sim::Result<()> {
+        out.exp_avg.resize(PARAM_COUNT, 0.0);
+        out.exp_avg_sq.resize(PARAM_COUNT, 0.0);
+        self.exp_avg.read(&mut out.exp_avg)?;
+        self.exp_avg_sq.read(&mut out.exp_avg_sq)?;
+        out.step = self.adam_step.to_vec(1)?[0];
+        Ok(())
     }
 
     fn forward_backward(
@@ -855,44 +816,31 @@ impl Backend for GpuBackend {
         batch: Batch<'_>,
         loss_scale: f32,
     ) -> halfscale_sim::Result<f32> {
-        self.try_forward_backward(&batch, loss_scale)
-            .map_err(SimError::from)
+        Ok(self.try_forward_backward(&batch, loss_scale)?)
     }
 
-    fn read_logits(&self, out: &mut Vec<f32>) {
-        match self.logits.to_vec(self.n * CLASSES) {
-            Ok(v) => {
-                out.clear();
-                out.extend(v.into_iter().map(f16_to_f32));
-            }
-            Err(e) => panic!("cuda backend: reading the logits: {e}"),
-        }
+    fn read_logits(&self, out: &mut Vec<f32>) -> halfscale_sim::Result<()> {
+        let bits = self.logits.to_vec(self.n * CLASSES)?;
+        out.clear();
+        out.extend(bits.into_iter().map(f16_to_f32));
+        Ok(())
     }
 
-    fn read_grads(&self, out: &mut Params) {
-        if let Err(e) = self.grads.read(&mut out.data) {
-            panic!("cuda backend: reading the gradients: {e}");
-        }
+    fn read_grads(&self, out: &mut Params) -> halfscale_sim::Result<()> {
+        out.data.resize(PARAM_COUNT, 0.0);
+        Ok(self.grads.read(&mut out.data)?)
     }
 
-    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport {
-        let r = self.try_unscale(inv_scale);
-        // On failure report a NaN so the loop skips the step; the error surfaces next call.
-        self.note(r).unwrap_or(NonFiniteReport {
-            len: PARAM_COUNT,
-            nan: 1,
-            first_nan: Some(0),
-            ..NonFiniteReport::default()
-        })
+    fn unscale_and_check(&mut self, inv_scale: f32) -> halfscale_sim::Result<NonFiniteReport> {
+        Ok(self.try_unscale(inv_scale)?)
     }
 
-    fn adam_step(&mut self, config: &AdamConfig) {
-        let r = self.try_adam(config);
-        self.note(r);
+    fn adam_step(&mut self, config: &AdamConfig) -> halfscale_sim::Result<()> {
+        Ok(self.try_adam(config)?)
     }
 
     fn evaluate(&mut self, batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
-        self.try_evaluate(&batch).map_err(SimError::from)
+        Ok(self.try_evaluate(&batch)?)
     }
 
     /// Accepts PyTorch's rule ([`DeviceScaler::from_config`]) and uploads `train` once.

@@ -51,7 +51,6 @@ pub type Result<T, E = GpuError> = std::result::Result<T, E>;
 
 impl From<GpuError> for halfscale_sim::SimError {
     fn from(e: GpuError) -> Self {
-        // The simulator has no device variant yet; Config carries the one-line message.
-        halfscale_sim::SimError::Config(format!("cuda backend: {e}"))
+        halfscale_sim::SimError::Device(format!("cuda backend: {e}"))
     }
 }

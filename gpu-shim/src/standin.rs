@@ -31,9 +31,6 @@ impl GpuBackend {
     pub fn capacity(&self) -> usize {
         match self.never {}
     }
-    pub fn take_error(&mut self) -> Result<()> {
-        match self.never {}
-    }
     pub fn upload_train_set(&mut self, _images: &[f32], _labels: &[u8]) -> Result<()> {
         match self.never {}
     }
@@ -41,6 +38,9 @@ impl GpuBackend {
         match self.never {}
     }
     pub fn set_device_scaler(&mut self, _scaler: DeviceScaler) -> Result<()> {
+        match self.never {}
+    }
+    pub fn load_device_scale(&mut self, _scale: f32, _growth_tracker: u32) -> Result<()> {
         match self.never {}
     }
     pub fn step_device_scaled(
@@ -69,16 +69,16 @@ impl Backend for GpuBackend {
     fn precision(&self) -> Precision {
         match self.never {}
     }
-    fn load_params(&mut self, _params: &Params) {
+    fn load_params(&mut self, _params: &Params) -> halfscale_sim::Result<()> {
         match self.never {}
     }
-    fn read_params(&self, _out: &mut Params) {
+    fn read_params(&self, _out: &mut Params) -> halfscale_sim::Result<()> {
         match self.never {}
     }
-    fn load_optimizer(&mut self, _state: &AdamState) {
+    fn load_optimizer(&mut self, _state: &AdamState) -> halfscale_sim::Result<()> {
         match self.never {}
     }
-    fn read_optimizer(&self, _out: &mut AdamState) {
+    fn read_optimizer(&self, _out: &mut AdamState) -> halfscale_sim::Result<()> {
         match self.never {}
     }
     fn forward_backward(
@@ -88,16 +88,16 @@ impl Backend for GpuBackend {
     ) -> halfscale_sim::Result<f32> {
         match self.never {}
     }
-    fn read_logits(&self, _out: &mut Vec<f32>) {
+    fn read_logits(&self, _out: &mut Vec<f32>) -> halfscale_sim::Result<()> {
         match self.never {}
     }
-    fn read_grads(&self, _out: &mut Params) {
+    fn read_grads(&self, _out: &mut Params) -> halfscale_sim::Result<()> {
         match self.never {}
     }
-    fn unscale_and_check(&mut self, _inv_scale: f32) -> NonFiniteReport {
+    fn unscale_and_check(&mut self, _inv_scale: f32) -> halfscale_sim::Result<NonFiniteReport> {
         match self.never {}
     }
-    fn adam_step(&mut self, _config: &AdamConfig) {
+    fn adam_step(&mut self, _config: &AdamConfig) -> halfscale_sim::Result<()> {
         match self.never {}
     }
     fn evaluate(&mut self, _batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {

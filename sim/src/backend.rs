@@ -27,7 +27,7 @@ use crate::adam::{AdamConfig, AdamState};
 use crate::dataset::Split;
 use crate::error::{Result, SimError};
 use crate::mixed::Precision;
-use crate::model::Params;
+use crate::model::{Params, PARAM_COUNT};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
@@ -75,6 +75,19 @@ pub struct QueuedOutcome {
     pub next_scale: f32,
 }
 
+/// Checks that model or optimizer state handed to a backend has the model's length.
+pub fn check_state_len(what: &'static str, found: usize) -> Result<()> {
+    if found == PARAM_COUNT {
+        Ok(())
+    } else {
+        Err(SimError::StateMismatch {
+            what,
+            expected: PARAM_COUNT,
+            found,
+        })
+    }
+}
+
 /// The error of a queued-step method a backend does not implement.
 fn no_queued_steps(backend: &(impl Backend + ?Sized)) -> SimError {
     SimError::Device(format!(
@@ -89,28 +102,30 @@ pub trait Backend {
     fn describe(&self) -> String;
     /// The arithmetic this backend emulates or runs.
     fn precision(&self) -> Precision;
-    /// Replaces the master weights.
-    fn load_params(&mut self, params: &Params);
-    /// Copies the master weights out.
-    fn read_params(&self, out: &mut Params);
-    /// Replaces the optimizer state.
-    fn load_optimizer(&mut self, state: &AdamState);
+    /// Replaces the master weights; parameters of another length than the model's are a
+    /// [`SimError::StateMismatch`].
+    fn load_params(&mut self, params: &Params) -> Result<()>;
+    /// Copies the master weights out (`out` is resized to the model's length).
+    fn read_params(&self, out: &mut Params) -> Result<()>;
+    /// Replaces the optimizer state; moments of another length than the model's are a
+    /// [`SimError::StateMismatch`].
+    fn load_optimizer(&mut self, state: &AdamState) -> Result<()>;
     /// Copies the optimizer state out.
-    fn read_optimizer(&self, out: &mut AdamState);
+    fn read_optimizer(&self, out: &mut AdamState) -> Result<()>;
     /// Forward and backward of one batch with the loss multiplied by `loss_scale` before the
     /// backward pass (as `scaler.scale(loss).backward()`). Returns the unscaled mean loss.
     fn forward_backward(&mut self, batch: Batch<'_>, loss_scale: f32) -> Result<f32>;
     /// The logits of the last forward pass (`[n][10]`, upcast to f32), into `out`.
-    fn read_logits(&self, out: &mut Vec<f32>);
+    fn read_logits(&self, out: &mut Vec<f32>) -> Result<()>;
     /// The gradients of the last backward pass (scaled, or unscaled after
-    /// [`Self::unscale_and_check`]), into `out`.
-    fn read_grads(&self, out: &mut Params);
+    /// [`Self::unscale_and_check`]), into `out` (resized to the model's length).
+    fn read_grads(&self, out: &mut Params) -> Result<()>;
     /// Multiplies the gradients by `inv_scale` in f32 and counts NaN/inf found before the
     /// multiply (PyTorch's `_amp_foreach_non_finite_check_and_unscale_`; untouched when
     /// `inv_scale == 1`).
-    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport;
+    fn unscale_and_check(&mut self, inv_scale: f32) -> Result<NonFiniteReport>;
     /// One `torch.optim.Adam` step of the master weights with the current gradients.
-    fn adam_step(&mut self, config: &AdamConfig);
+    fn adam_step(&mut self, config: &AdamConfig) -> Result<()>;
     /// Forward only (as under `torch.no_grad()`, same precision as training): summed loss and
     /// correct count.
     fn evaluate(&mut self, batch: Batch<'_>) -> Result<EvalStats>;

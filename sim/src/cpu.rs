@@ -10,7 +10,7 @@
 //! Nothing is allocated per step: every buffer is sized for the batch capacity at construction.
 
 use crate::adam::{self, AdamConfig, AdamState};
-use crate::backend::{Backend, Batch, EvalStats};
+use crate::backend::{check_state_len, Backend, Batch, EvalStats};
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
@@ -411,20 +411,27 @@ impl Backend for CpuBackend {
         self.precision
     }
 
-    fn load_params(&mut self, params: &Params) {
+    fn load_params(&mut self, params: &Params) -> Result<()> {
+        check_state_len("parameters", params.data.len())?;
         self.params.data.copy_from_slice(&params.data);
+        Ok(())
     }
 
-    fn read_params(&self, out: &mut Params) {
-        out.data.copy_from_slice(&self.params.data);
+    fn read_params(&self, out: &mut Params) -> Result<()> {
+        out.data.clone_from(&self.params.data);
+        Ok(())
     }
 
-    fn load_optimizer(&mut self, state: &AdamState) {
+    fn load_optimizer(&mut self, state: &AdamState) -> Result<()> {
+        check_state_len("Adam exp_avg", state.exp_avg.len())?;
+        check_state_len("Adam exp_avg_sq", state.exp_avg_sq.len())?;
         self.adam.clone_from(state);
+        Ok(())
     }
 
-    fn read_optimizer(&self, out: &mut AdamState) {
+    fn read_optimizer(&self, out: &mut AdamState) -> Result<()> {
         out.clone_from(&self.adam);
+        Ok(())
     }
 
     fn forward_backward(&mut self, batch: Batch<'_>, loss_scale: f32) -> Result<f32> {
@@ -433,26 +440,29 @@ impl Backend for CpuBackend {
         Ok(loss)
     }
 
-    fn read_logits(&self, out: &mut Vec<f32>) {
+    fn read_logits(&self, out: &mut Vec<f32>) -> Result<()> {
         out.clear();
         out.extend_from_slice(&self.logits[..self.n * CLASSES]);
+        Ok(())
     }
 
-    fn read_grads(&self, out: &mut Params) {
-        out.data.copy_from_slice(&self.grads.data);
+    fn read_grads(&self, out: &mut Params) -> Result<()> {
+        out.data.clone_from(&self.grads.data);
+        Ok(())
     }
 
-    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport {
-        unscale_and_check(&mut self.grads.data, inv_scale)
+    fn unscale_and_check(&mut self, inv_scale: f32) -> Result<NonFiniteReport> {
+        Ok(unscale_and_check(&mut self.grads.data, inv_scale))
     }
 
-    fn adam_step(&mut self, config: &AdamConfig) {
+    fn adam_step(&mut self, config: &AdamConfig) -> Result<()> {
         adam::step(
             config,
             &mut self.adam,
             &mut self.params.data,
             &self.grads.data,
         );
+        Ok(())
     }
 
     fn evaluate(&mut self, batch: Batch<'_>) -> Result<EvalStats> {

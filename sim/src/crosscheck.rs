@@ -251,13 +251,13 @@ impl CrossCheck {
         scale: f32,
         inv_scale: f32,
     ) -> Result<CheckRecord> {
-        checked.read_params(&mut self.params);
-        self.reference.load_params(&self.params);
+        checked.read_params(&mut self.params)?;
+        self.reference.load_params(&self.params)?;
         let loss_ref = self.reference.forward_backward(batch, 1.0)?;
-        self.reference.read_grads(&mut self.ref_grads);
-        self.reference.read_logits(&mut self.ref_logits);
-        checked.read_grads(&mut self.grads);
-        checked.read_logits(&mut self.logits);
+        self.reference.read_grads(&mut self.ref_grads)?;
+        self.reference.read_logits(&mut self.ref_logits)?;
+        checked.read_grads(&mut self.grads)?;
+        checked.read_logits(&mut self.logits)?;
 
         // Independent of the scaler: did the low-precision backward overflow?
         let expected_skip = self.grads.data.iter().any(|g| !g.is_finite());

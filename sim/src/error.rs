@@ -72,6 +72,14 @@ pub enum SimError {
         missing: Vec<String>,
         looked_for: Vec<String>,
     },
+    /// Parameters or optimizer state of another length than the model's (a mismatched
+    /// checkpoint, or state of another model).
+    #[error("{what}: {found} values, but the model has {expected}")]
+    StateMismatch {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     /// A batch or buffer of the wrong size was handed to a backend.
     #[error("invalid batch: {0}")]
     InvalidBatch(String),

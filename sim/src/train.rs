@@ -411,8 +411,8 @@ pub fn train(
         return Err(SimError::Config("the training split is empty".into()));
     }
     let wall = Instant::now();
-    backend.load_params(&Params::init(config.seed));
-    backend.load_optimizer(&AdamState::new(PARAM_COUNT));
+    backend.load_params(&Params::init(config.seed))?;
+    backend.load_optimizer(&AdamState::new(PARAM_COUNT))?;
     let mut batches = Batches::new(
         data.train.len(),
         config.batch_size,
@@ -508,11 +508,11 @@ pub fn train(
                 }
                 _ => None,
             };
-            let report = backend.unscale_and_check(scaler.inv_scale());
+            let report = backend.unscale_and_check(scaler.inv_scale())?;
             // GradScaler.step: skip on any inf/NaN; a disabled scaler always steps.
             let skipped = scaler.is_enabled() && report.found_inf();
             if !skipped {
-                backend.adam_step(&config.adam);
+                backend.adam_step(&config.adam)?;
             }
             scaler
                 .update_from_report(&report)
@@ -546,7 +546,7 @@ pub fn train(
         ledger.observer.line(&test.line());
         summary.test = Some(test);
     }
-    backend.read_params(&mut summary.params);
+    backend.read_params(&mut summary.params)?;
     summary.wall_seconds = wall.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -28,7 +28,7 @@ fn every_rounding_point_holds_low_precision_values() {
     for p in [Precision::Fp16, Precision::Bf16] {
         let (images, labels) = batch(19, 3); // not a multiple of the group size
         let mut be = CpuBackend::new(p, 32);
-        be.load_params(&Params::init(5));
+        be.load_params(&Params::init(5)).unwrap();
         let loss = be
             .forward_backward(
                 Batch {
@@ -40,12 +40,12 @@ fn every_rounding_point_holds_low_precision_values() {
             .unwrap();
         assert!(loss.is_finite() && loss > 0.0);
         let mut logits = Vec::new();
-        be.read_logits(&mut logits);
+        be.read_logits(&mut logits).unwrap();
         assert_eq!(logits.len(), 19 * 10);
         assert!(all_representable(p, &logits), "{p:?} logits");
         assert!(all_representable(p, be.logit_grads()), "{p:?} dL/dlogits");
         let mut grads = Params::zeros();
-        be.read_grads(&mut grads);
+        be.read_grads(&mut grads).unwrap();
         assert!(all_representable(p, &grads.data), "{p:?} gradients");
         assert!(grads.data.iter().any(|&g| g != 0.0));
         // log_softmax runs in f32: its output is generally not representable.
@@ -60,7 +60,7 @@ fn every_rounding_point_holds_low_precision_values() {
 fn fp32_path_rounds_nothing() {
     let (images, labels) = batch(8, 4);
     let mut be = CpuBackend::new(Precision::Fp32, 8);
-    be.load_params(&Params::init(6));
+    be.load_params(&Params::init(6)).unwrap();
     be.forward_backward(
         Batch {
             images: &images,
@@ -70,7 +70,7 @@ fn fp32_path_rounds_nothing() {
     )
     .unwrap();
     let mut grads = Params::zeros();
-    be.read_grads(&mut grads);
+    be.read_grads(&mut grads).unwrap();
     assert!(!all_representable(Precision::Fp16, &grads.data));
 }
 
@@ -123,7 +123,7 @@ fn without_scaling_small_logit_gradients_flush_to_zero() {
     let labels0 = vec![0u8; labels.len()];
     let count_zero = |scale: f32| {
         let mut be = CpuBackend::new(Precision::Fp16, 8);
-        be.load_params(&params);
+        be.load_params(&params).unwrap();
         be.forward_backward(
             Batch {
                 images: &images,
@@ -135,7 +135,7 @@ fn without_scaling_small_logit_gradients_flush_to_zero() {
         be.logit_grads().iter().filter(|&&g| g == 0.0).count()
     };
     let mut reference = CpuBackend::new(Precision::Fp32, 8);
-    reference.load_params(&params);
+    reference.load_params(&params).unwrap();
     reference
         .forward_backward(
             Batch {

@@ -65,17 +65,17 @@ impl Backend for Queuing {
     fn precision(&self) -> Precision {
         self.inner.precision()
     }
-    fn load_params(&mut self, params: &Params) {
-        self.inner.load_params(params);
+    fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
+        self.inner.load_params(params)
     }
-    fn read_params(&self, out: &mut Params) {
-        self.inner.read_params(out);
+    fn read_params(&self, out: &mut Params) -> halfscale_sim::Result<()> {
+        self.inner.read_params(out)
     }
-    fn load_optimizer(&mut self, state: &AdamState) {
-        self.inner.load_optimizer(state);
+    fn load_optimizer(&mut self, state: &AdamState) -> halfscale_sim::Result<()> {
+        self.inner.load_optimizer(state)
     }
-    fn read_optimizer(&self, out: &mut AdamState) {
-        self.inner.read_optimizer(out);
+    fn read_optimizer(&self, out: &mut AdamState) -> halfscale_sim::Result<()> {
+        self.inner.read_optimizer(out)
     }
     fn forward_backward(
         &mut self,
@@ -84,17 +84,17 @@ impl Backend for Queuing {
     ) -> halfscale_sim::Result<f32> {
         self.inner.forward_backward(batch, loss_scale)
     }
-    fn read_logits(&self, out: &mut Vec<f32>) {
-        self.inner.read_logits(out);
+    fn read_logits(&self, out: &mut Vec<f32>) -> halfscale_sim::Result<()> {
+        self.inner.read_logits(out)
     }
-    fn read_grads(&self, out: &mut Params) {
-        self.inner.read_grads(out);
+    fn read_grads(&self, out: &mut Params) -> halfscale_sim::Result<()> {
+        self.inner.read_grads(out)
     }
-    fn unscale_and_check(&mut self, inv_scale: f32) -> NonFiniteReport {
+    fn unscale_and_check(&mut self, inv_scale: f32) -> halfscale_sim::Result<NonFiniteReport> {
         self.inner.unscale_and_check(inv_scale)
     }
-    fn adam_step(&mut self, config: &AdamConfig) {
-        self.inner.adam_step(config);
+    fn adam_step(&mut self, config: &AdamConfig) -> halfscale_sim::Result<()> {
+        self.inner.adam_step(config)
     }
     fn evaluate(&mut self, batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
         self.inner.evaluate(batch)
@@ -138,10 +138,10 @@ impl Backend for Queuing {
         };
         let scale = self.scale;
         let loss = self.inner.forward_backward(batch, scale)?;
-        let report = self.inner.unscale_and_check(inv_scale(f64::from(scale)));
+        let report = self.inner.unscale_and_check(inv_scale(f64::from(scale)))?;
         let skipped = report.found_inf();
         if !skipped {
-            self.inner.adam_step(adam);
+            self.inner.adam_step(adam)?;
         }
         (self.scale, self.tracker) = pytorch_update_scale(
             scale,
@@ -215,7 +215,7 @@ fn run(
         &mut seen,
     )?;
     let mut adam = AdamState::new(PARAM_COUNT);
-    backend.read_optimizer(&mut adam);
+    backend.read_optimizer(&mut adam)?;
     Ok(Run {
         summary,
         seen,

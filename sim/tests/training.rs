@@ -40,7 +40,7 @@ fn run(
     )
     .unwrap();
     let mut adam = AdamState::new(PARAM_COUNT);
-    backend.read_optimizer(&mut adam);
+    backend.read_optimizer(&mut adam).unwrap();
     (s, obs, adam)
 }
 
@@ -220,10 +220,10 @@ fn network_gradient_matches_an_f64_composition_and_its_finite_differences() {
     let (images, labels) = d.train.slice(0, n);
     let params = Params::init(8);
     let mut be = CpuBackend::new(Precision::Fp32, n);
-    be.load_params(&params);
+    be.load_params(&params).unwrap();
     let loss = be.forward_backward(Batch { images, labels }, 1.0).unwrap();
     let mut grads = Params::zeros();
-    be.read_grads(&mut grads);
+    be.read_grads(&mut grads).unwrap();
 
     let p64: Vec<f64> = params.data.iter().map(|&v| f64::from(v)).collect();
     let x64: Vec<f64> = images.iter().map(|&v| f64::from(v)).collect();
@@ -314,7 +314,7 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
         *w *= 1e5; // conv1 overflows fp16 in the forward pass
     }
     let mut be = CpuBackend::new(Precision::Fp16, 8);
-    be.load_params(&params);
+    be.load_params(&params).unwrap();
     let loss = be.forward_backward(batch, 1.0).unwrap();
     let mut check = CrossCheck::new(
         Box::new(CpuBackend::new(Precision::Fp32, 8)),
@@ -334,4 +334,47 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
     // No scaler: nothing to decide, but non-finite gradients reach the weights.
     r.settle(false, false, &bounds);
     assert!(r.skip_ok && !r.within_bounds);
+}
+
+#[test]
+fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
+    let mut be = CpuBackend::new(Precision::Fp16, 8);
+    be.load_params(&Params::init(3)).unwrap();
+    let short = Params {
+        data: vec![0.5; PARAM_COUNT - 1],
+    };
+    let err = be.load_params(&short).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            halfscale_sim::SimError::StateMismatch {
+                what: "parameters",
+                expected: PARAM_COUNT,
+                found
+            } if found == PARAM_COUNT - 1
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "parameters: {} values, but the model has {PARAM_COUNT}",
+            PARAM_COUNT - 1
+        )
+    );
+    let mut kept = Params::zeros();
+    be.read_params(&mut kept).unwrap();
+    assert_eq!(
+        kept.data,
+        Params::init(3).data,
+        "a refused load changes nothing"
+    );
+
+    let mut other_model = AdamState::new(PARAM_COUNT + 7);
+    other_model.step = 9;
+    let err = be.load_optimizer(&other_model).unwrap_err();
+    assert!(err.to_string().starts_with("Adam exp_avg: "), "{err}");
+    let mut adam = AdamState::new(0);
+    be.read_optimizer(&mut adam).unwrap();
+    assert_eq!((adam.step, adam.exp_avg.len()), (0, PARAM_COUNT));
 }
