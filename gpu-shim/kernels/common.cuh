@@ -6,7 +6,8 @@
 typedef unsigned short h16;  // binary16 storage, as bits
 typedef unsigned char u8;
 
-// f32 -> binary16, round to nearest even (IEEE; a NaN becomes a quiet NaN).
+#ifdef __CUDACC__
+// f32 -> binary16, round to nearest even (IEEE; a NaN becomes the canonical 0x7FFF).
 static __device__ __forceinline__ h16 f2h(float f) {
   h16 h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
@@ -19,6 +20,13 @@ static __device__ __forceinline__ float h2f(h16 h) {
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
   return f;
 }
+
+// The block's dynamic shared memory as an array of T.
+#define HS_SHARED(T, name) extern __shared__ T name[]
+#else
+// The host emulation (gpu-shim/emulator/) supplies f2h, h2f and the shared memory.
+#define HS_SHARED(T, name) T* name = static_cast<T*>(hs_emu_shared())
+#endif
 
 // Rounds an f32 through binary16 and back (the simulator's Precision::Fp16.round).
 static __device__ __forceinline__ float round_h(float f) { return h2f(f2h(f)); }

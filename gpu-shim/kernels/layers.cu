@@ -33,7 +33,7 @@ extern "C" __global__ void gather_rows(const h16* __restrict__ src, const u8* __
 extern "C" __global__ void conv2d_fwd(const h16* __restrict__ x, const h16* __restrict__ w,
                                       const h16* __restrict__ b, h16* __restrict__ y, int cin, int h,
                                       int wd, int cout, int k, int cpb) {
-  extern __shared__ float xs[];
+  HS_SHARED(float, xs);
   const int img = blockIdx.y, oh = h - k + 1, ow = wd - k + 1, plane = oh * ow;
   const h16* xi = x + (size_t)img * cin * h * wd;
   for (int t = threadIdx.x; t < cin * h * wd; t += blockDim.x) xs[t] = h2f(xi[t]);

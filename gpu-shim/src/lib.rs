@@ -23,22 +23,26 @@ pub mod error;
 pub mod ptx;
 mod types;
 
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "emulate"))]
 mod backend;
 #[cfg(feature = "cuda")]
 pub mod driver;
-#[cfg(not(feature = "cuda"))]
+#[cfg(all(feature = "emulate", not(feature = "cuda")))]
+#[path = "emulator.rs"]
+pub mod driver;
+#[cfg(not(any(feature = "cuda", feature = "emulate")))]
 mod standin;
 
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "emulate"))]
 pub use backend::GpuBackend;
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "emulate"))]
 pub use driver::probe;
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(any(feature = "cuda", feature = "emulate")))]
 pub use standin::{probe, GpuBackend};
 
 pub use error::{GpuError, Result};
 pub use types::{DeviceInfo, DeviceScaler, StepRecord};
 
-/// Whether this build has the CUDA backend (the `cuda` feature).
+/// Whether this build has the CUDA backend (the `cuda` feature; the `emulate` test feature runs
+/// the same backend on the CPU and does not count).
 pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");

@@ -1,6 +1,6 @@
 //! Every kernel against the simulator on random inputs, outputs poisoned beforehand so an
 //! unwritten element fails. Runs where a GPU exists (`--features cuda`); compiled on CPU CI.
-#![cfg(feature = "cuda")]
+#![cfg(any(feature = "cuda", feature = "emulate"))]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! A short training run on the GPU against the simulator's mixed-precision CPU backend, and the
 //! sync-free device-scaled path against the GPU's own trait path. Plus an ignored benchmark
 //! (one MNIST epoch, device-scaled) that scripts/gpu-check runs.
-#![cfg(feature = "cuda")]
+#![cfg(any(feature = "cuda", feature = "emulate"))]
 
 mod common;
 

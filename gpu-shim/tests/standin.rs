@@ -1,5 +1,5 @@
 //! Without the `cuda` feature the backend is a stand-in that says how to rebuild.
-#![cfg(not(feature = "cuda"))]
+#![cfg(not(any(feature = "cuda", feature = "emulate")))]
 
 use halfscale_gpu::{probe, GpuBackend, GpuError, BUILT_WITH_CUDA};
 use halfscale_sim::Precision;
