@@ -10,12 +10,15 @@
 //!   device buffers).
 //! * Built without it: a stand-in with the same public API whose constructor returns
 //!   [`GpuError::NotBuilt`], so callers need no `cfg`.
+//! * Built with `emulate` instead (tests and CI): the same backend over a host emulation of the
+//!   driver that runs the kernel sources compiled as C++ (`emulator/`), so the GPU tests run on
+//!   a machine without a GPU.
 //!
 //! Synchronisation is explicit: the [`halfscale_sim::Backend`] methods that return host values
 //! (`forward_backward`'s loss, `unscale_and_check`'s report, `evaluate`) wait for the GPU; the
-//! device-scaled path ([`GpuBackend::step_device_scaled`]) keeps the loss scale, `found_inf` and
-//! Adam's step count on the device and never waits: its per-step records are read in bulk by
-//! [`GpuBackend::drain_records`].
+//! device-scaled path ([`GpuBackend::step_device_scaled`], the trait's queued steps) keeps the
+//! loss scale, `found_inf` and Adam's step count on the device and never waits: its per-step
+//! records are read in bulk by [`GpuBackend::drain_records`].
 //!
 //! Accumulation orders and what is bit-identical to the simulator: `gpu-shim/README.md`.
 
