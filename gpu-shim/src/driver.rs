@@ -5,6 +5,7 @@
 //! ([`DBuf::write`], [`DBuf::read`], issued on the legacy default stream) are ordered after every
 //! kernel launched before them; kernel launches return at once.
 
+use crate::args::{blocks_1d, param_pointers, BLOCK_1D};
 use crate::error::{GpuError, Result};
 use crate::ptx::{MIN_DRIVER_VERSION, MODULES};
 use crate::types::DeviceInfo;
@@ -92,19 +93,7 @@ pub fn probe() -> Result<DeviceInfo> {
     init_device().map(|(_, info)| info)
 }
 
-/// A kernel argument.
-#[derive(Clone, Copy, Debug)]
-pub enum Arg {
-    /// A device address (0 for a null pointer).
-    Ptr(u64),
-    I32(i32),
-    U32(u32),
-    F32(f32),
-    F64(f64),
-}
-
-/// A null device pointer argument.
-pub const NULL: Arg = Arg::Ptr(0);
+pub use crate::args::{Arg, NULL};
 
 /// A device buffer of `T` (freed on drop).
 #[derive(Debug)]
@@ -267,16 +256,7 @@ impl Gpu {
             message: "no such kernel in the PTX modules".into(),
         })?;
         let mut vals: Vec<Arg> = args.to_vec();
-        let mut ptrs: Vec<*mut c_void> = vals
-            .iter_mut()
-            .map(|a| match a {
-                Arg::Ptr(v) => (v as *mut u64).cast::<c_void>(),
-                Arg::I32(v) => (v as *mut i32).cast::<c_void>(),
-                Arg::U32(v) => (v as *mut u32).cast::<c_void>(),
-                Arg::F32(v) => (v as *mut f32).cast::<c_void>(),
-                Arg::F64(v) => (v as *mut f64).cast::<c_void>(),
-            })
-            .collect();
+        let mut ptrs = param_pointers(&mut vals);
         // SAFETY: `f` comes from a loaded module that lives as long as `self`; `ptrs` point into
         // `vals`, alive for the call (the driver copies the parameters at launch); the kernels'
         // parameter lists are the ones the callers in this crate pass (checked by the GPU tests).
@@ -307,8 +287,7 @@ impl Gpu {
 
     /// Launches a 1-D grid-stride kernel over `len` elements (256 threads a block).
     pub fn launch_1d(&self, kernel: &'static str, len: usize, args: &[Arg]) -> Result<()> {
-        let blocks = len.div_ceil(256).clamp(1, 8192) as u32;
-        self.launch(kernel, (blocks, 1), 256, 0, args)
+        self.launch(kernel, (blocks_1d(len), 1), BLOCK_1D, 0, args)
     }
 
     /// Waits for everything launched so far.

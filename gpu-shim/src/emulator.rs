@@ -7,6 +7,7 @@
 //! "Device" memory is host memory; a launch runs to completion before it returns, so every copy
 //! is ordered after it, as on the blocking stream of the real driver.
 
+use crate::args::{blocks_1d, param_pointers, BLOCK_1D};
 use crate::error::{GpuError, Result};
 use crate::types::DeviceInfo;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -55,19 +56,7 @@ pub fn probe() -> Result<DeviceInfo> {
     Ok(info())
 }
 
-/// A kernel argument.
-#[derive(Clone, Copy, Debug)]
-pub enum Arg {
-    /// An address (0 for a null pointer).
-    Ptr(u64),
-    I32(i32),
-    U32(u32),
-    F32(f32),
-    F64(f64),
-}
-
-/// A null pointer argument.
-pub const NULL: Arg = Arg::Ptr(0);
+pub use crate::args::{Arg, NULL};
 
 /// A "device" buffer of `T`: zeroed host memory the kernels address directly (freed on drop).
 #[derive(Debug)]
@@ -205,16 +194,7 @@ impl Gpu {
     ) -> Result<()> {
         let name = CString::new(kernel).expect("kernel names have no NUL");
         let mut vals: Vec<Arg> = args.to_vec();
-        let mut ptrs: Vec<*mut c_void> = vals
-            .iter_mut()
-            .map(|a| match a {
-                Arg::Ptr(v) => (v as *mut u64).cast::<c_void>(),
-                Arg::I32(v) => (v as *mut i32).cast::<c_void>(),
-                Arg::U32(v) => (v as *mut u32).cast::<c_void>(),
-                Arg::F32(v) => (v as *mut f32).cast::<c_void>(),
-                Arg::F64(v) => (v as *mut f64).cast::<c_void>(),
-            })
-            .collect();
+        let mut ptrs = param_pointers(&mut vals);
         // SAFETY: `ptrs` point into `vals`, alive for the call; the pointers among them address
         // live DBufs of this crate; the kernels' parameter lists are the ones the callers pass
         // (the same contract as cuLaunchKernel).
@@ -240,8 +220,7 @@ impl Gpu {
 
     /// Launches a 1-D grid-stride kernel over `len` elements (256 threads a block).
     pub fn launch_1d(&self, kernel: &'static str, len: usize, args: &[Arg]) -> Result<()> {
-        let blocks = len.div_ceil(256).clamp(1, 8192) as u32;
-        self.launch(kernel, (blocks, 1), 256, 0, args)
+        self.launch(kernel, (blocks_1d(len), 1), BLOCK_1D, 0, args)
     }
 
     /// Nothing to wait for: launches run to completion.

@@ -27,6 +27,8 @@ pub mod ptx;
 mod types;
 
 #[cfg(any(feature = "cuda", feature = "emulate"))]
+mod args;
+#[cfg(any(feature = "cuda", feature = "emulate"))]
 mod backend;
 #[cfg(feature = "cuda")]
 pub mod driver;
