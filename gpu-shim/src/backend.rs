@@ -698,73 +698,6 @@ impl GpuBackend {
     pub fn synchronize(&self) -> Result<()> {
         self.gpu.synchronize()
     }
-
-    // --- Fallible versions of the trait methods --------------------------------------------
-
-    fn try_forward_backward(&mut self, batch: &Batch<'_>, loss_scale: f32) -> Result<f32> {
-        self.upload_batch(batch)?;
-        self.host_scale.write(&[loss_scale])?;
-        self.forward()?;
-        self.backward(self.host_scale.ptr())?;
-        Ok(self.loss.to_vec(1)?[0])
-    }
-
-    fn try_unscale(&mut self, inv_scale: f32) -> Result<NonFiniteReport> {
-        self.counters.write(&COUNTERS_RESET)?;
-        self.gpu.launch_1d(
-            "unscale_check",
-            PARAM_COUNT,
-            &[
-                self.grads.ptr(),
-                i(PARAM_COUNT),
-                NULL,
-                Arg::F32(inv_scale),
-                self.counters.ptr(),
-            ],
-        )?;
-        let c = self.counters.to_vec(4)?;
-        self.counters.write(&COUNTERS_RESET)?;
-        let idx = |v: u32| (v != u32::MAX).then_some(v as usize);
-        Ok(NonFiniteReport {
-            len: PARAM_COUNT,
-            nan: c[0] as usize,
-            inf: c[1] as usize,
-            first_nan: idx(c[2]),
-            first_inf: idx(c[3]),
-        })
-    }
-
-    fn try_adam(&mut self, config: &AdamConfig) -> Result<()> {
-        self.ensure_table(config, self.step_bound + 1)?;
-        self.adam_launch(NULL)?;
-        self.finish_launch(None, false)?;
-        self.step_bound += 1;
-        Ok(())
-    }
-
-    fn try_evaluate(&mut self, batch: &Batch<'_>) -> Result<EvalStats> {
-        self.upload_batch(batch)?;
-        self.forward()?;
-        self.gpu.launch(
-            "eval_stats",
-            (1, 1),
-            32,
-            0,
-            &[
-                self.logp.ptr(),
-                self.labels.ptr(),
-                i(self.n),
-                i(CLASSES),
-                self.eval_sum.ptr(),
-                self.eval_correct.ptr(),
-            ],
-        )?;
-        Ok(EvalStats {
-            loss_sum: self.eval_sum.to_vec(1)?[0],
-            correct: self.eval_correct.to_vec(1)?[0] as usize,
-            count: self.n,
-        })
-    }
 }
 
 /// binary16 bits to f32, exact.
@@ -816,7 +749,11 @@ impl Backend for GpuBackend {
         batch: Batch<'_>,
         loss_scale: f32,
     ) -> halfscale_sim::Result<f32> {
-        Ok(self.try_forward_backward(&batch, loss_scale)?)
+        self.upload_batch(&batch)?;
+        self.host_scale.write(&[loss_scale])?;
+        self.forward()?;
+        self.backward(self.host_scale.ptr())?;
+        Ok(self.loss.to_vec(1)?[0])
     }
 
     fn read_logits(&self, out: &mut Vec<f32>) -> halfscale_sim::Result<()> {
@@ -832,15 +769,60 @@ impl Backend for GpuBackend {
     }
 
     fn unscale_and_check(&mut self, inv_scale: f32) -> halfscale_sim::Result<NonFiniteReport> {
-        Ok(self.try_unscale(inv_scale)?)
+        self.counters.write(&COUNTERS_RESET)?;
+        self.gpu.launch_1d(
+            "unscale_check",
+            PARAM_COUNT,
+            &[
+                self.grads.ptr(),
+                i(PARAM_COUNT),
+                NULL,
+                Arg::F32(inv_scale),
+                self.counters.ptr(),
+            ],
+        )?;
+        let c = self.counters.to_vec(4)?;
+        self.counters.write(&COUNTERS_RESET)?;
+        let idx = |v: u32| (v != u32::MAX).then_some(v as usize);
+        Ok(NonFiniteReport {
+            len: PARAM_COUNT,
+            nan: c[0] as usize,
+            inf: c[1] as usize,
+            first_nan: idx(c[2]),
+            first_inf: idx(c[3]),
+        })
     }
 
     fn adam_step(&mut self, config: &AdamConfig) -> halfscale_sim::Result<()> {
-        Ok(self.try_adam(config)?)
+        self.ensure_table(config, self.step_bound + 1)?;
+        self.adam_launch(NULL)?;
+        self.finish_launch(None, false)?;
+        self.step_bound += 1;
+        Ok(())
     }
 
     fn evaluate(&mut self, batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
-        Ok(self.try_evaluate(&batch)?)
+        self.upload_batch(&batch)?;
+        self.forward()?;
+        self.gpu.launch(
+            "eval_stats",
+            (1, 1),
+            32,
+            0,
+            &[
+                self.logp.ptr(),
+                self.labels.ptr(),
+                i(self.n),
+                i(CLASSES),
+                self.eval_sum.ptr(),
+                self.eval_correct.ptr(),
+            ],
+        )?;
+        Ok(EvalStats {
+            loss_sum: self.eval_sum.to_vec(1)?[0],
+            correct: self.eval_correct.to_vec(1)?[0] as usize,
+            count: self.n,
+        })
     }
 
     /// Accepts PyTorch's rule ([`DeviceScaler::from_config`]) and uploads `train` once.
