@@ -341,19 +341,24 @@ fn choose_backend(
         DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(precision, batch_size))),
         DeviceArg::Cuda => Ok(Box::new(gpu()?)),
         DeviceArg::Auto => {
-            let reason = match halfscale_gpu::probe() {
-                Ok(info) if precision == Precision::Fp16 => match gpu() {
+            // Mixed fp16 opens the device once, through the backend; other precisions only
+            // look for one, to say why the CPU was picked.
+            let reason = if precision == Precision::Fp16 {
+                match gpu() {
                     Ok(backend) => {
-                        eprintln!("device: cuda ({info})");
+                        eprintln!("device: cuda ({})", backend.device());
                         return Ok(Box::new(backend));
                     }
                     Err(e) => e.to_string(),
-                },
-                Ok(_) => format!(
-                    "the CUDA backend runs mixed fp16 only, not {}",
-                    precision.name()
-                ),
-                Err(e) => e.to_string(),
+                }
+            } else {
+                match halfscale_gpu::probe() {
+                    Ok(_) => format!(
+                        "the CUDA backend runs mixed fp16 only, not {}",
+                        precision.name()
+                    ),
+                    Err(e) => e.to_string(),
+                }
             };
             eprintln!("device: cpu ({reason})");
             Ok(Box::new(CpuBackend::new(precision, batch_size)))
