@@ -213,12 +213,20 @@ pub fn evaluate(backend: &mut dyn Backend, split: &Split, batch_size: usize) -> 
     })
 }
 
-/// One finished step, however it ran, as the loop accounts for it.
-struct DoneStep {
+/// Where a step stands in the run.
+#[derive(Clone, Copy)]
+struct StepAt {
+    /// Global step number from 0.
     step: u64,
     epoch: usize,
     batch: usize,
+    /// Examples in the batch.
     len: usize,
+}
+
+/// One finished step, however it ran, as the loop accounts for it.
+struct DoneStep {
+    at: StepAt,
     loss: f32,
     /// The scale the backward pass used.
     scale: f32,
@@ -226,14 +234,6 @@ struct DoneStep {
     skipped: bool,
     /// The cross-check's record, settled.
     check: Option<CheckRecord>,
-}
-
-/// A step queued on the backend whose outcome the loop has not read yet.
-struct PendingStep {
-    step: u64,
-    epoch: usize,
-    batch: usize,
-    len: usize,
 }
 
 /// The loop's running account: the summary so far and where lines and records go.
@@ -249,10 +249,11 @@ impl Ledger<'_> {
     /// Adds a finished step to the summary, prints the seed's line when due and hands the
     /// step's record to the observer.
     fn account(&mut self, done: DoneStep) -> Result<()> {
+        let at = done.at;
         let summary = &mut self.summary;
         summary.steps += 1;
         summary.skipped += u64::from(done.skipped);
-        summary.images += done.len;
+        summary.images += at.len;
         if let Some(r) = &done.check {
             summary.checked_steps += 1;
             summary.divergent_steps += u64::from(!r.within_bounds);
@@ -268,7 +269,7 @@ impl Ledger<'_> {
                     .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
                     .map_or(Layer::Conv1, |l| l.layer);
                 summary.worst = Some(Worst {
-                    step: done.step,
+                    step: at.step,
                     loss_rel: r.loss_rel,
                     logits_rel: r.logits_rel,
                     grad_rel: r.max_grad_rel,
@@ -276,11 +277,11 @@ impl Ledger<'_> {
                 });
             }
         }
-        if done.batch.is_multiple_of(self.log_interval) {
+        if at.batch.is_multiple_of(self.log_interval) {
             self.observer.line(&progress_line(
-                done.epoch,
-                done.batch,
-                done.len,
+                at.epoch,
+                at.batch,
+                at.len,
                 self.dataset_len,
                 self.per_epoch,
                 done.loss,
@@ -293,9 +294,9 @@ impl Ledger<'_> {
             Found::Nan => "nan",
         };
         self.observer.step(&StepRecord {
-            step: done.step,
-            epoch: done.epoch,
-            batch: done.batch,
+            step: at.step,
+            epoch: at.epoch,
+            batch: at.batch,
             loss: done.loss,
             scale: f64::from(done.scale),
             skipped: done.skipped,
@@ -314,7 +315,7 @@ impl Ledger<'_> {
 /// Queued steps in flight: the backend runs them whole, the loop accounts for them when it
 /// drains (before a line is printed, a step it runs itself, and the end of an epoch).
 struct Queue {
-    pending: Vec<PendingStep>,
+    pending: Vec<StepAt>,
     /// The backend holds the host scaler's current scale and tracker.
     scale_loaded: bool,
 }
@@ -339,8 +340,8 @@ impl Queue {
                 outcomes.len()
             )));
         }
-        for (p, o) in self.pending.drain(..).zip(outcomes) {
-            let step = p.step;
+        for (at, o) in self.pending.drain(..).zip(outcomes) {
+            let step = at.step;
             let disagree = |what: &str, backend_value: String, host_value: String| {
                 SimError::Device(format!(
                     "step {step}: the backend's {what} ({backend_value}) differs from the host scaler's ({host_value})"
@@ -374,10 +375,7 @@ impl Queue {
                 ));
             }
             ledger.account(DoneStep {
-                step,
-                epoch: p.epoch,
-                batch: p.batch,
-                len: p.len,
+                at,
                 loss: o.loss,
                 scale,
                 report: o.report,
@@ -469,6 +467,12 @@ pub fn train(
             if config.max_batches.is_some_and(|m| batch_idx >= m) {
                 break;
             }
+            let at = StepAt {
+                step,
+                epoch,
+                batch: batch_idx,
+                len: indices.len(),
+            };
             let checked = check.is_some() && step.is_multiple_of(config.check_every as u64);
             if let Some(q) = queue.as_mut().filter(|_| !checked) {
                 if !q.scale_loaded {
@@ -476,12 +480,7 @@ pub fn train(
                     q.scale_loaded = true;
                 }
                 backend.queue_step(batch_idx * config.batch_size, indices.len(), &config.adam)?;
-                q.pending.push(PendingStep {
-                    step,
-                    epoch,
-                    batch: batch_idx,
-                    len: indices.len(),
-                });
+                q.pending.push(at);
                 step += 1;
                 // The loss is read back only when its line is printed.
                 if batch_idx.is_multiple_of(config.log_interval) {
@@ -521,10 +520,7 @@ pub fn train(
                 r.settle(skipped, scaler.is_enabled(), c.bounds());
             }
             ledger.account(DoneStep {
-                step,
-                epoch,
-                batch: batch_idx,
-                len: batch.len(),
+                at,
                 loss,
                 scale,
                 report,
