@@ -274,7 +274,7 @@ fn epoch_bench() {
         BATCH,
         1 ^ halfscale_sim::train::SHUFFLE_SEED_XOR,
     );
-    let order: Vec<u32> = batches.next_epoch().flatten().copied().collect();
+    let order = batches.next_order().to_vec();
     g.set_order(&order).unwrap();
     g.set_device_scaler(DeviceScaler::default()).unwrap();
     g.synchronize().unwrap();
