@@ -296,3 +296,131 @@ fn epoch_bench() {
     );
     assert_eq!(records.len(), steps);
 }
+
+/// Where, over one real MNIST epoch, the GPU's mixed-precision step and the simulator's part.
+/// Phase 1 re-synchronises every step (the simulator's weights and Adam state are loaded into
+/// the GPU before the next step), so each of the epoch's 938 steps is compared from identical
+/// state: the logits (forward kernels), the loss (CUDA's `expf`/`logf` against the host's) and
+/// every layer's gradient (the backward, from the loss kernel's `dL/dlogits` on). Phase 2 lets
+/// the two run free from the same start and reports the first step whose gradients differ.
+/// Prints `PROBE` lines for scripts/gpu-check; asserts the documented claims: forward logits
+/// bit-identical on every step, losses within 4 f32 ulp; under the host emulation, whose
+/// `expf`/`logf` are the simulator's, everything bit-identical.
+#[test]
+#[ignore = "needs a GPU and data/MNIST/raw; run by scripts/gpu-check"]
+fn mnist_divergence_probe() {
+    let Some(mut gpu) = backend(BATCH) else {
+        return;
+    };
+    let mut cpu = CpuBackend::new(Precision::Fp16, BATCH);
+    let dir = std::env::var("HALFSCALE_MNIST")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../data/MNIST/raw").into());
+    let data = halfscale_sim::dataset::Dataset::load(std::path::Path::new(&dir)).unwrap();
+    let order = Batches::new(
+        data.train.len(),
+        BATCH,
+        1 ^ halfscale_sim::train::SHUFFLE_SEED_XOR,
+    )
+    .next_order()
+    .to_vec();
+    let config = AdamConfig::default();
+    let scale = 65536f32;
+    let inv = inv_scale(f64::from(scale));
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let (mut gl, mut cl) = (Vec::new(), Vec::new());
+    let (mut gg, mut cg) = (Params::zeros(), Params::zeros());
+
+    // HALFSCALE_PROBE_STEPS caps each phase (the host emulation runs a few steps a second).
+    let cap: usize = std::env::var("HALFSCALE_PROBE_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
+    // The emulation (a few steps a second) runs the free phase only: it alone says whether the
+    // run stays identical.
+    let phases: &[&str] = if cfg!(feature = "cuda") {
+        &["free", "resync"]
+    } else {
+        &["free"]
+    };
+    for &phase in phases {
+        let params = Params::init(1);
+        for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
+            b.load_params(&params).unwrap();
+            b.load_optimizer(&AdamState::new(PARAM_COUNT)).unwrap();
+        }
+        let (mut logit_steps, mut loss_steps, mut grad_steps) = (0, 0, [0usize; 4]);
+        let (mut worst_ulps, mut worst_grad) = (0u32, [0f64; 4]);
+        let mut first_grad_step = None;
+        let mut steps = 0;
+        for (step, ix) in order.chunks(BATCH).enumerate().take(cap) {
+            data.train.gather(ix, &mut images, &mut labels);
+            let batch = Batch {
+                images: &images,
+                labels: &labels,
+            };
+            let lg = gpu.forward_backward(batch, scale).unwrap();
+            let lc = cpu.forward_backward(batch, scale).unwrap();
+            gpu.read_logits(&mut gl).unwrap();
+            cpu.read_logits(&mut cl).unwrap();
+            let logits_same = gl.iter().zip(&cl).all(|(a, b)| a.to_bits() == b.to_bits());
+            logit_steps += usize::from(!logits_same);
+            let ulps = lg.to_bits().abs_diff(lc.to_bits());
+            loss_steps += usize::from(ulps != 0);
+            worst_ulps = worst_ulps.max(ulps);
+            gpu.read_grads(&mut gg).unwrap();
+            cpu.read_grads(&mut cg).unwrap();
+            let mut any = false;
+            for (k, l) in Layer::ALL.into_iter().enumerate() {
+                let d = max_diff(&gg.data[l.range()], &cg.data[l.range()]);
+                worst_grad[k] = worst_grad[k].max(d);
+                grad_steps[k] += usize::from(d != 0.0);
+                any |= d != 0.0;
+            }
+            if any && first_grad_step.is_none() {
+                first_grad_step = Some((step, logits_same, ulps));
+            }
+            steps += 1;
+            if phase == "free" && first_grad_step.is_some() {
+                break;
+            }
+            let rg = gpu.unscale_and_check(inv).unwrap();
+            let rc = cpu.unscale_and_check(inv).unwrap();
+            assert_eq!(rg.found_inf(), rc.found_inf(), "{phase} step {step}");
+            if !rc.found_inf() {
+                gpu.adam_step(&config).unwrap();
+                cpu.adam_step(&config).unwrap();
+            }
+            if phase == "resync" {
+                let (mut p, mut st) = (Params::zeros(), AdamState::new(PARAM_COUNT));
+                cpu.read_params(&mut p).unwrap();
+                cpu.read_optimizer(&mut st).unwrap();
+                gpu.load_params(&p).unwrap();
+                gpu.load_optimizer(&st).unwrap();
+            }
+        }
+        let layers: Vec<String> = Layer::ALL
+            .into_iter()
+            .zip(grad_steps.iter().zip(&worst_grad))
+            .map(|(l, (n, w))| format!("{} {n} steps (max {w:.3e})", l.name()))
+            .collect();
+        println!(
+            "PROBE {phase}: {steps} steps; logits differ on {logit_steps}; loss differs on {loss_steps} (max {worst_ulps} ulp); gradients differ: {}; first gradient difference: {}",
+            layers.join(", "),
+            first_grad_step.map_or("none".into(), |(s, same, u)| format!(
+                "step {s} (logits {}, loss {u} ulp apart)",
+                if same { "identical" } else { "differ" }
+            )),
+        );
+        assert_eq!(
+            logit_steps, 0,
+            "{phase}: forward logits must be bit-identical"
+        );
+        assert!(worst_ulps <= 4, "{phase}: loss {worst_ulps} ulp apart");
+        // The host emulation shares the host's expf/logf with the simulator: nothing may differ.
+        #[cfg(not(feature = "cuda"))]
+        assert!(
+            first_grad_step.is_none() && worst_ulps == 0,
+            "{phase}: the emulation must be bit-identical to the simulator"
+        );
+    }
+}
