@@ -84,3 +84,33 @@ fn header_compiles_as_cpp() {
         .arg(crate_dir().join("include"))
         .arg(&src));
 }
+
+/// The README's C example, taken from the README itself, compiles and prints what it says.
+#[test]
+fn readme_example_runs_as_shown() {
+    let readme = std::fs::read_to_string(crate_dir().join("../README.md")).unwrap();
+    let section = &readme[readme.find("## From C and C++").expect("README section")..];
+    let start = section.find("```c\n").unwrap() + 5;
+    let code = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(
+        code.lines().count() <= 20,
+        "the README example should stay short"
+    );
+    let expected = section
+        .lines()
+        .find_map(|l| l.strip_prefix("# "))
+        .expect("the expected output line");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = tmp.join("halfscale_readme_example.c");
+    let exe = tmp.join("halfscale_readme_example");
+    std::fs::write(&src, code).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    run(Command::new(cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(crate_dir().join("include"))
+        .arg(&src)
+        .arg(static_lib())
+        .args(["-lm", "-lpthread", "-ldl", "-o"])
+        .arg(&exe));
+    assert_eq!(run(&mut Command::new(&exe)).trim(), expected);
+}
