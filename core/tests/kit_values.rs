@@ -6,7 +6,7 @@ mod oracle;
 use std::collections::HashMap;
 
 use halfscale_core::half::{bf16, f16};
-use halfscale_core::kit::values::{conversion_ties, edge_bits, tie_class, TieClass};
+use halfscale_core::kit::values::{conversion_ties, edge_bits, tie_class, EdgeClass, TieClass};
 use halfscale_core::{FpEnv, RoundingMode};
 use oracle::{bf16_from_f32, run, s};
 use proptest::strategy::{Strategy, ValueTree};
@@ -200,4 +200,33 @@ fn bf16_conversion_ties_are_halfway_by_softfloat() {
         );
     }
     assert_eq!(classes.len(), 4, "{classes:?}");
+}
+
+#[test]
+fn edge_class_labels_agree_with_the_literal_masks_on_every_pattern() {
+    fn name(c: EdgeClass) -> &'static str {
+        match c {
+            EdgeClass::Zero => "zero",
+            EdgeClass::Subnormal => "subnormal",
+            EdgeClass::MinNormal => "near_min_normal",
+            EdgeClass::OverflowEdge => "overflow_edge",
+            EdgeClass::Infinity => "inf",
+            EdgeClass::QuietNan => "qnan",
+            EdgeClass::SignallingNan => "snan",
+            EdgeClass::NearOne => "near_one",
+            EdgeClass::Normal => "normal",
+        }
+    }
+    for bits in 0..=u16::MAX {
+        assert_eq!(
+            name(EdgeClass::of::<f16>(bits.into())),
+            class_of(bits, 0x7C00, 10),
+            "f16 {bits:#06x}"
+        );
+        assert_eq!(
+            name(EdgeClass::of::<bf16>(bits.into())),
+            class_of(bits, 0x7F80, 7),
+            "bf16 {bits:#06x}"
+        );
+    }
 }

@@ -37,6 +37,38 @@ pub enum EdgeClass {
     Normal,
 }
 
+impl EdgeClass {
+    /// The class a bit pattern of `F` falls in (sign ignored), for labelling draws. Where the
+    /// ranges meet, the narrower class wins: the smallest normal's neighbours are `MinNormal`
+    /// even when subnormal, and `NearOne` only covers normals outside the other edges.
+    pub fn of<F: Format>(bits: u64) -> EdgeClass {
+        let mag = bits & !F::SIGN_MASK;
+        let min_normal = 1u64 << F::FRAC_BITS;
+        let one = (F::BIAS as u64) << F::FRAC_BITS;
+        if mag == 0 {
+            EdgeClass::Zero
+        } else if mag == F::INFINITY_BITS {
+            EdgeClass::Infinity
+        } else if mag > F::INFINITY_BITS {
+            if mag & F::QUIET_BIT != 0 {
+                EdgeClass::QuietNan
+            } else {
+                EdgeClass::SignallingNan
+            }
+        } else if mag.abs_diff(min_normal) <= 4 {
+            EdgeClass::MinNormal
+        } else if mag < min_normal {
+            EdgeClass::Subnormal
+        } else if mag + 7 >= F::MAX_FINITE_BITS {
+            EdgeClass::OverflowEdge
+        } else if mag.abs_diff(one) <= 4 {
+            EdgeClass::NearOne
+        } else {
+            EdgeClass::Normal
+        }
+    }
+}
+
 /// Draws bit patterns of `F` (sign included) with the shares of [`EdgeClass`].
 pub fn edge_bits<F: Format>() -> impl Strategy<Value = u64> + Clone {
     let min_normal = 1u64 << F::FRAC_BITS;
