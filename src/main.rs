@@ -18,6 +18,8 @@ enum Command {
     Scaler(cli::scaler::Args),
     /// Train the seed's SimpleCNN on MNIST (CPU by default).
     Train(cli::train::Args),
+    /// Evaluate a SimpleCNN weights file (safetensors, PyTorch's layout) on the MNIST test set.
+    Eval(cli::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -25,5 +27,6 @@ fn main() -> ExitCode {
         Command::F16(args) => cli::f16::run(args),
         Command::Scaler(args) => cli::scaler::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Eval(args) => cli::eval::run(args),
     }
 }

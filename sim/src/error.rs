@@ -66,7 +66,7 @@ pub enum SimError {
         labels: usize,
     },
     /// The data directory lacks some of the four IDX files.
-    #[error("{}: missing {}; looked for {} (with or without .gz); point --data at a directory holding the four IDX files (MNIST's are in data/MNIST/raw)", dir.display(), missing.join(", "), looked_for.join(", "))]
+    #[error("{}: missing {} (with or without .gz); point --data at a directory holding the four IDX files (MNIST's are in data/MNIST/raw)", dir.display(), missing.join(", "))]
     MissingFiles {
         dir: PathBuf,
         missing: Vec<String>,

@@ -30,6 +30,7 @@ pub mod pool;
 pub mod relu;
 pub mod rng;
 pub mod train;
+pub mod weights;
 
 pub use backend::{Backend, Batch, EvalStats};
 pub use error::{Result, SimError};

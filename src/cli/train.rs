@@ -39,6 +39,16 @@ pub enum PrecisionArg {
     Bf16,
 }
 
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Mixed => Precision::Fp16,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
+}
+
 /// Loss-scaler policy (ignored with `--no-scaler` and in fp32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScalerArg {
@@ -52,9 +62,10 @@ pub enum ScalerArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory holding the four IDX files (torchvision names, gzip or not).
-    #[arg(long, default_value = "data/MNIST/raw")]
-    pub data: PathBuf,
+    /// Directory holding the four IDX files (torchvision names, gzip or not); default:
+    /// ./data/MNIST/raw, else $HALFSCALE_DATA, else the repository's copy.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Arithmetic: fp32, mixed (fp16 autocast) or bf16 (bfloat16 autocast).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Mixed)]
     pub precision: PrecisionArg,
@@ -250,11 +261,7 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
 }
 
 fn execute(args: &Args) -> Result<bool> {
-    let precision = match args.precision {
-        PrecisionArg::Fp32 => Precision::Fp32,
-        PrecisionArg::Mixed => Precision::Fp16,
-        PrecisionArg::Bf16 => Precision::Bf16,
-    };
+    let precision = Precision::from(args.precision);
     if args.batch_size == 0 {
         return Err(SimError::Config("--batch-size must be at least 1".into()));
     }
@@ -264,7 +271,8 @@ fn execute(args: &Args) -> Result<bool> {
             .build_global()
             .map_err(|e| SimError::Config(format!("--threads {t}: {e}")))?;
     }
-    let data = Dataset::load(&args.data)?;
+    let dir = super::data::locate(args.data.as_deref()).map_err(SimError::Config)?;
+    let data = Dataset::load(&dir)?;
     let mut scaler = LossScaler::new(scaler_config(args, precision))
         .map_err(|e| SimError::Config(e.to_string()))?;
     let checking = if args.no_check {
