@@ -27,8 +27,10 @@ pub mod mixed;
 pub mod model;
 pub mod plot;
 pub mod pool;
+pub mod recipe;
 pub mod relu;
 pub mod rng;
+pub mod state;
 pub mod train;
 
 pub use backend::{Backend, Batch, EvalStats};

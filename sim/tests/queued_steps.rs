@@ -349,3 +349,56 @@ fn a_backend_without_queued_steps_declines_and_refuses_them() {
     }
     assert!(cpu.drain_queued().unwrap().is_empty());
 }
+
+#[test]
+fn a_queued_run_split_and_resumed_from_json_takes_the_uninterrupted_steps() {
+    use halfscale_sim::recipe::RecipeState;
+    use halfscale_sim::state::TrainState;
+    use halfscale_sim::train::Trainer;
+    let data = data();
+    let config = TrainConfig {
+        epochs: EPOCHS,
+        log_interval: 2,
+        evaluate: false,
+        ..TrainConfig::default()
+    };
+    // Splits between drains (step 5 is queued and not yet read back when the run stops).
+    let split = |splits: &[u64]| {
+        let mut state = TrainState::init(
+            &config,
+            &LossScaler::new(busy_scaler()).unwrap(),
+            RecipeState::default(),
+        );
+        let mut seen = Collect::default();
+        let mut queued = 0;
+        for end in splits.iter().copied().chain([STEPS as u64]) {
+            let mut queuing = Queuing::new(None);
+            let mut trainer =
+                Trainer::new(&mut queuing, None, &data, &config, busy_scaler(), &mut seen).unwrap();
+            while state.step < end {
+                assert!(trainer.step(&mut state).unwrap());
+            }
+            trainer.sync(&mut state).unwrap();
+            drop(trainer);
+            queued += queuing.queued;
+            state = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        }
+        (state, seen, queued)
+    };
+    let (whole, whole_seen, _) = split(&[]);
+    let (resumed, resumed_seen, queued) = split(&[3, 5, 9]);
+    assert_eq!(queued, STEPS, "every step ran queued");
+    assert_eq!(resumed, whole);
+    assert_eq!(resumed_seen.lines, whole_seen.lines);
+    assert_eq!(
+        format!("{:?}", resumed_seen.records),
+        format!("{:?}", whole_seen.records)
+    );
+    let direct = run(
+        &mut CpuBackend::new(Precision::Fp16, BATCH),
+        busy_scaler(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(bits(&whole.params.data), bits(&direct.summary.params.data));
+}
