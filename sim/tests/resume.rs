@@ -6,22 +6,32 @@
 
 mod common;
 
-use common::{data, Collect};
+use common::{synthetic, Collect};
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
+use halfscale_sim::dataset::Dataset;
 use halfscale_sim::recipe::RecipeState;
 use halfscale_sim::state::TrainState;
 use halfscale_sim::train::{self, TrainConfig, Trainer};
 use halfscale_sim::Precision;
 
-const BATCH: usize = 64;
+const BATCH: usize = 16;
 
-/// Three epochs of four batches of the 256 synthetic examples: 12 steps, crossing two epoch
+/// 64 synthetic examples: four batches an epoch (a small subset keeps the test quick).
+fn data() -> Dataset {
+    Dataset {
+        train: synthetic(64, 1),
+        test: synthetic(16, 2),
+    }
+}
+
+/// Three epochs of four batches: 12 steps, crossing two epoch
 /// boundaries (and reshuffles).
 fn config() -> TrainConfig {
     TrainConfig {
         epochs: 3,
+        batch_size: BATCH,
         log_interval: 2,
         evaluate: false,
         ..TrainConfig::default()
