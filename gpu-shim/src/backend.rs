@@ -12,7 +12,7 @@ use halfscale_sim::cpu::CHUNK;
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
 use halfscale_sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT};
-use halfscale_sim::Precision;
+use halfscale_sim::recipe::{LowFormat, Recipe};
 
 const A1: usize = 24 * 24;
 const P1: usize = 12 * 12;
@@ -37,6 +37,7 @@ struct Resident {
 /// The GPU backend (autocast fp16).
 #[derive(Debug)]
 pub struct GpuBackend {
+    recipe: Recipe,
     capacity: usize,
     n: usize,
     params: DBuf<f32>,
@@ -89,14 +90,15 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// A backend for batches of up to `capacity` images in `precision` (only
-    /// [`Precision::Fp16`], autocast fp16, runs on the GPU), on device 0.
-    pub fn new(precision: Precision, capacity: usize) -> Result<Self> {
-        if precision != Precision::Fp16 {
+    /// A backend for batches of up to `capacity` images under `recipe`, on device 0. The
+    /// kernels run one low-precision type, binary16: a recipe that rounds every site to fp16
+    /// (autocast fp16, [`Recipe::mixed_fp16`]) runs, any other is refused.
+    pub fn new(recipe: Recipe, capacity: usize) -> Result<Self> {
+        if !Self::runs(&recipe) {
             return Err(GpuError::Unsupported(format!(
                 "the CUDA backend runs {} only, not {}",
-                Precision::Fp16.name(),
-                precision.name()
+                Recipe::mixed_fp16().name(),
+                recipe.name()
             )));
         }
         if capacity == 0 || capacity > 65535 {
@@ -111,6 +113,7 @@ impl GpuBackend {
             * (CONV2.weight_len() + CONV2.out_channels)
                 .max(CONV1.weight_len() + CONV1.out_channels);
         let mut b = Self {
+            recipe,
             capacity,
             n: 0,
             params: gpu.alloc(PARAM_COUNT)?,
@@ -159,6 +162,11 @@ impl GpuBackend {
         };
         b.cast_params()?;
         Ok(b)
+    }
+
+    /// Whether the kernels run `recipe`: every site rounded to binary16.
+    pub fn runs(recipe: &Recipe) -> bool {
+        recipe.uniform_format() == Some(LowFormat::F16)
     }
 
     /// The device.
@@ -707,11 +715,11 @@ fn f16_to_f32(h: u16) -> f32 {
 
 impl Backend for GpuBackend {
     fn describe(&self) -> String {
-        format!("cuda, {}, {}", Precision::Fp16.name(), self.gpu.info())
+        format!("cuda, {}, {}", self.recipe.name(), self.gpu.info())
     }
 
-    fn precision(&self) -> Precision {
-        Precision::Fp16
+    fn recipe(&self) -> &Recipe {
+        &self.recipe
     }
 
     fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {

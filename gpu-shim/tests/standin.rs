@@ -2,12 +2,12 @@
 #![cfg(not(any(feature = "cuda", feature = "emulate")))]
 
 use halfscale_gpu::{probe, GpuBackend, GpuError, BUILT_WITH_CUDA};
-use halfscale_sim::Precision;
+use halfscale_sim::Recipe;
 
 #[test]
 fn the_stand_in_returns_not_built_with_the_rebuild_command() {
     const { assert!(!BUILT_WITH_CUDA) };
-    let err = GpuBackend::new(Precision::Fp16, 64).unwrap_err();
+    let err = GpuBackend::new(Recipe::mixed_fp16(), 64).unwrap_err();
     assert_eq!(err, GpuError::NotBuilt);
     assert_eq!(probe().unwrap_err(), GpuError::NotBuilt);
     let msg = err.to_string();

@@ -8,7 +8,7 @@
 //! One concept per module: data ([`idx`], [`dataset`], [`rng`]), layers ([`conv2d`], [`pool`],
 //! [`relu`], [`linear`], [`loss`], over [`gemm`]), the model ([`model`]) and optimizer
 //! ([`adam`]), the device interface ([`backend`]) and its CPU implementation ([`cpu`], with the
-//! autocast rules in [`mixed`]), the loop ([`train`]), the cross-check ([`crosscheck`]), and
+//! autocast rules and the per-site recipes in [`recipe`]), a run's state ([`state`]), the loop ([`train`]), the cross-check ([`crosscheck`]), and
 //! output ([`metrics`], [`plot`]).
 
 pub mod adam;
@@ -23,7 +23,6 @@ pub mod idx;
 pub mod linear;
 pub mod loss;
 pub mod metrics;
-pub mod mixed;
 pub mod model;
 pub mod plot;
 pub mod pool;
@@ -35,5 +34,5 @@ pub mod train;
 
 pub use backend::{Backend, Batch, EvalStats};
 pub use error::{Result, SimError};
-pub use mixed::Precision;
 pub use model::{Layer, Params};
+pub use recipe::{LowFormat, Recipe, RecipeKind};

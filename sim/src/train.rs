@@ -29,7 +29,6 @@ use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{Result, SimError};
 use crate::model::{Layer, Params};
-use crate::recipe::RecipeState;
 use crate::state::{DataCursor, TrainState};
 use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
 use std::time::Instant;
@@ -524,6 +523,9 @@ impl<'a> Trainer<'a> {
                 )))
             }
         }
+        // The recipe's state must be the backend's recipe's (its tensors, when a recipe has
+        // some, travel with the backend's state).
+        self.backend.recipe().clone().load_state(&state.recipe)?;
         self.backend.load_params(&state.params)?;
         self.backend.load_optimizer(&state.adam)?;
         self.scaler = scaler;
@@ -696,6 +698,7 @@ impl<'a> Trainer<'a> {
         }
         self.drain()?;
         state.scaler = self.scaler.state();
+        state.recipe = self.backend.recipe().state();
         self.backend.read_params(&mut state.params)?;
         self.backend.read_optimizer(&mut state.adam)?;
         Ok(())
@@ -733,7 +736,7 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
     let wall = Instant::now();
-    let recipe = RecipeState::default();
+    let recipe = backend.recipe().state();
     let mut state = TrainState::init(config, scaler, recipe);
     let mut trainer = Trainer::new(backend, check, data, config, *scaler.config(), observer)?;
     trainer.load(&state)?;

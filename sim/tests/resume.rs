@@ -11,10 +11,9 @@ use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Dataset;
-use halfscale_sim::recipe::RecipeState;
 use halfscale_sim::state::TrainState;
 use halfscale_sim::train::{self, TrainConfig, Trainer};
-use halfscale_sim::Precision;
+use halfscale_sim::Recipe;
 
 const BATCH: usize = 16;
 
@@ -57,21 +56,21 @@ struct Outcome {
 
 /// Runs the 12 steps, stopping after each step in `splits`: the trainer syncs the state, which
 /// is written to JSON and read back, and a new backend, cross-check and trainer take it up.
-fn run_split(precision: Precision, scaler: ScalerConfig, check: bool, splits: &[u64]) -> Outcome {
+fn run_split(precision: Recipe, scaler: ScalerConfig, check: bool, splits: &[u64]) -> Outcome {
     let data = data();
     let config = config();
     let mut state = TrainState::init(
         &config,
         &LossScaler::new(scaler).unwrap(),
-        RecipeState::default(),
+        precision.state(),
     );
     let mut seen = Collect::default();
     let mut ends: Vec<u64> = splits.to_vec();
     ends.push(STEPS);
     for end in ends {
-        let mut backend = CpuBackend::new(precision, BATCH);
+        let mut backend = CpuBackend::new(precision.clone(), BATCH);
         let mut cross = check
-            .then(|| CrossCheck::new(Box::new(CpuBackend::new(Precision::Fp32, BATCH)), precision));
+            .then(|| CrossCheck::new(Box::new(CpuBackend::new(Recipe::fp32(), BATCH)), &precision));
         let mut trainer = Trainer::new(
             &mut backend,
             cross.as_mut(),
@@ -138,14 +137,14 @@ fn assert_same(resumed: &Outcome, whole: &Outcome, what: &str) {
 fn a_run_split_and_resumed_from_json_takes_the_uninterrupted_steps_bit_for_bit() {
     let splits: &[u64] = &[1, 4, 6, 7, 11];
     for (precision, scaler) in [
-        (Precision::Fp32, ScalerConfig::disabled()),
-        (Precision::Fp16, busy_scaler()),
-        (Precision::Bf16, busy_scaler()),
+        (Recipe::fp32(), ScalerConfig::disabled()),
+        (Recipe::mixed_fp16(), busy_scaler()),
+        (Recipe::mixed_bf16(), busy_scaler()),
     ] {
         for check in [false, true] {
             let what = format!("{precision:?}, cross-check {check}");
-            let whole = run_split(precision, scaler, check, &[]);
-            let resumed = run_split(precision, scaler, check, splits);
+            let whole = run_split(precision.clone(), scaler, check, &[]);
+            let resumed = run_split(precision.clone(), scaler, check, splits);
             assert_same(&resumed, &whole, &what);
             let records = &whole.seen.records;
             assert_eq!(
@@ -153,7 +152,7 @@ fn a_run_split_and_resumed_from_json_takes_the_uninterrupted_steps_bit_for_bit()
                 if check { STEPS as usize } else { 0 },
                 "{what}"
             );
-            if precision == Precision::Fp16 {
+            if precision == Recipe::mixed_fp16() {
                 // The split points fall between skips, backoffs and growth.
                 assert!(records.iter().any(|r| r.skipped), "{what}");
                 assert!(
@@ -170,11 +169,11 @@ fn the_trainer_takes_the_steps_train_takes() {
     // `train` is `Trainer::run` from `TrainState::init`: same weights and records.
     let data = data();
     let config = config();
-    let mut backend = CpuBackend::new(Precision::Fp16, BATCH);
+    let mut backend = CpuBackend::new(Recipe::mixed_fp16(), BATCH);
     let mut scaler = LossScaler::new(busy_scaler()).unwrap();
     let mut seen = Collect::default();
     let summary = train::train(&mut backend, &mut scaler, None, &data, &config, &mut seen).unwrap();
-    let whole = run_split(Precision::Fp16, busy_scaler(), false, &[]);
+    let whole = run_split(Recipe::mixed_fp16(), busy_scaler(), false, &[]);
     assert_eq!(bits(&summary.params.data), bits(&whole.state.params.data));
     assert_eq!(scaler.state(), whole.state.scaler);
     assert_eq!(seen.lines, whole.seen.lines);
@@ -188,9 +187,9 @@ fn a_state_with_the_scaler_on_is_refused_by_a_run_without_one() {
     let state = TrainState::init(
         &config,
         &LossScaler::new(busy_scaler()).unwrap(),
-        RecipeState::default(),
+        Recipe::mixed_fp16().state(),
     );
-    let mut backend = CpuBackend::new(Precision::Fp16, BATCH);
+    let mut backend = CpuBackend::new(Recipe::mixed_fp16(), BATCH);
     let mut seen = Collect::default();
     let mut trainer = Trainer::new(
         &mut backend,

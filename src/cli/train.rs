@@ -7,12 +7,15 @@
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::backend::Backend;
 use halfscale_sim::cpu::CpuBackend;
+use halfscale_sim::crosscheck::census_format;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Dataset;
 use halfscale_sim::metrics::MetricsWriter;
+use halfscale_sim::model::Layer;
 use halfscale_sim::plot::{self, Curves};
+use halfscale_sim::recipe::{Role, Site};
 use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig};
-use halfscale_sim::{Precision, Result, SimError};
+use halfscale_sim::{Recipe, Result, SimError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,8 +180,19 @@ impl Observer for CliObserver {
     }
 }
 
-fn scaler_config(args: &Args, precision: Precision) -> ScalerConfig {
-    if args.no_scaler || precision == Precision::Fp32 {
+impl PrecisionArg {
+    /// The recipe of the flag: the one place the CLI names formats.
+    fn recipe(self) -> Recipe {
+        match self {
+            PrecisionArg::Fp32 => Recipe::fp32(),
+            PrecisionArg::Mixed => Recipe::mixed_fp16(),
+            PrecisionArg::Bf16 => Recipe::mixed_bf16(),
+        }
+    }
+}
+
+fn scaler_config(args: &Args, recipe: &Recipe) -> ScalerConfig {
+    if args.no_scaler || !recipe.is_mixed() {
         return ScalerConfig::disabled();
     }
     match args.scaler {
@@ -188,7 +202,7 @@ fn scaler_config(args: &Args, precision: Precision) -> ScalerConfig {
     }
 }
 
-fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
+fn print_summary(s: &Summary, recipe: &Recipe, scaling: bool) {
     println!(
         "Summary: {}: {} steps, {} images in {:.1} s ({:.0} images/s), wall {:.1} s",
         s.backend,
@@ -208,11 +222,8 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
         println!("Cross-check: off");
         return;
     }
-    let format = if precision == Precision::Bf16 {
-        "bf16"
-    } else {
-        "fp16"
-    };
+    // The format the cross-check's census counted the gradients in.
+    let format = census_format(recipe, Site::new(Layer::Conv1, Role::WeightGrad)).name();
     let layers: Vec<String> = s
         .underflow_by_layer
         .iter()
@@ -250,11 +261,7 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
 }
 
 fn execute(args: &Args) -> Result<bool> {
-    let precision = match args.precision {
-        PrecisionArg::Fp32 => Precision::Fp32,
-        PrecisionArg::Mixed => Precision::Fp16,
-        PrecisionArg::Bf16 => Precision::Bf16,
-    };
+    let recipe = args.precision.recipe();
     if args.batch_size == 0 {
         return Err(SimError::Config("--batch-size must be at least 1".into()));
     }
@@ -265,18 +272,18 @@ fn execute(args: &Args) -> Result<bool> {
             .map_err(|e| SimError::Config(format!("--threads {t}: {e}")))?;
     }
     let data = Dataset::load(&args.data)?;
-    let mut scaler = LossScaler::new(scaler_config(args, precision))
+    let mut scaler = LossScaler::new(scaler_config(args, &recipe))
         .map_err(|e| SimError::Config(e.to_string()))?;
     let checking = if args.no_check {
         false
     } else {
-        args.check || precision.is_mixed()
+        args.check || recipe.is_mixed()
     };
-    let mut backend = choose_backend(args.device, precision, args.batch_size)?;
+    let mut backend = choose_backend(args.device, &recipe, args.batch_size)?;
     let mut check = checking.then(|| {
         CrossCheck::new(
-            Box::new(CpuBackend::new(Precision::Fp32, args.batch_size)),
-            precision,
+            Box::new(CpuBackend::new(Recipe::fp32(), args.batch_size)),
+            &recipe,
         )
     });
     let metrics = args
@@ -321,7 +328,7 @@ fn execute(args: &Args) -> Result<bool> {
     if let Some(path) = &args.plot {
         plot::write(path, &observer.curves)?;
     }
-    print_summary(&summary, precision, scaler.is_enabled());
+    print_summary(&summary, &recipe, scaler.is_enabled());
     let clean = summary.divergent_steps == 0 && summary.wrong_skips == 0;
     Ok(clean || !args.strict)
 }
@@ -330,20 +337,20 @@ fn execute(args: &Args) -> Result<bool> {
 /// binary has it and a device answers. Auto says on stderr which it picked and why.
 fn choose_backend(
     device: DeviceArg,
-    precision: Precision,
+    recipe: &Recipe,
     batch_size: usize,
 ) -> Result<Box<dyn Backend>> {
     let gpu = || {
-        halfscale_gpu::GpuBackend::new(precision, batch_size)
+        halfscale_gpu::GpuBackend::new(recipe.clone(), batch_size)
             .map_err(|e| SimError::Device(e.to_string()))
     };
     match device {
-        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(precision, batch_size))),
+        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size))),
         DeviceArg::Cuda => Ok(Box::new(gpu()?)),
         DeviceArg::Auto => {
             // Mixed fp16 opens the device once, through the backend; other precisions only
             // look for one, to say why the CPU was picked.
-            let reason = if precision == Precision::Fp16 {
+            let reason = if halfscale_gpu::GpuBackend::runs(recipe) {
                 match gpu() {
                     Ok(backend) => {
                         eprintln!("device: cuda ({})", backend.device());
@@ -355,13 +362,13 @@ fn choose_backend(
                 match halfscale_gpu::probe() {
                     Ok(_) => format!(
                         "the CUDA backend runs mixed fp16 only, not {}",
-                        precision.name()
+                        recipe.name()
                     ),
                     Err(e) => e.to_string(),
                 }
             };
             eprintln!("device: cpu ({reason})");
-            Ok(Box::new(CpuBackend::new(precision, batch_size)))
+            Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size)))
         }
     }
 }
