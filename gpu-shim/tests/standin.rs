@@ -18,3 +18,20 @@ fn the_stand_in_returns_not_built_with_the_rebuild_command() {
     );
     assert!(!msg.contains('\n'), "one line: {msg}");
 }
+
+#[test]
+fn a_gpu_error_reaches_the_simulator_as_a_device_error_with_the_gpu_error_as_its_source() {
+    let err = halfscale_sim::SimError::from(GpuError::NotBuilt);
+    assert!(
+        matches!(
+            &err,
+            halfscale_sim::SimError::Device(halfscale_sim::error::DeviceError::Backend { .. })
+        ),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("cuda backend: this binary was built without CUDA"));
+    let source = std::error::Error::source(&err).expect("a source");
+    assert_eq!(source.downcast_ref::<GpuError>(), Some(&GpuError::NotBuilt));
+}

@@ -25,7 +25,7 @@
 
 use crate::adam::{AdamConfig, AdamState};
 use crate::dataset::Split;
-use crate::error::{Result, SimError};
+use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Params, PARAM_COUNT};
 use crate::recipe::Recipe;
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
@@ -90,10 +90,10 @@ pub fn check_state_len(what: &'static str, found: usize) -> Result<()> {
 
 /// The error of a queued-step method a backend does not implement.
 fn no_queued_steps(backend: &(impl Backend + ?Sized)) -> SimError {
-    SimError::Device(format!(
-        "{}: this backend does not run queued steps",
-        backend.describe()
-    ))
+    DeviceError::NoQueuedSteps {
+        backend: backend.describe(),
+    }
+    .into()
 }
 
 /// The operations of a training step on some device.

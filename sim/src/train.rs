@@ -27,7 +27,7 @@ use crate::adam::AdamConfig;
 use crate::backend::{Backend, Batch};
 use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
 use crate::dataset::{Batches, Dataset, Split};
-use crate::error::{Result, SimError};
+use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Layer, Params};
 use crate::state::{DataCursor, TrainState};
 use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
@@ -340,18 +340,21 @@ impl Queue {
         }
         let outcomes = backend.drain_queued()?;
         if outcomes.len() != self.pending.len() {
-            return Err(SimError::Device(format!(
-                "{} steps were queued but the backend returned {} outcomes",
-                self.pending.len(),
-                outcomes.len()
-            )));
+            return Err(DeviceError::OutcomeCount {
+                queued: self.pending.len(),
+                returned: outcomes.len(),
+            }
+            .into());
         }
         for (at, o) in self.pending.drain(..).zip(outcomes) {
             let step = at.step;
-            let disagree = |what: &str, backend_value: String, host_value: String| {
-                SimError::Device(format!(
-                    "step {step}: the backend's {what} ({backend_value}) differs from the host scaler's ({host_value})"
-                ))
+            let disagree = |what: &'static str, backend_value: String, host_value: String| {
+                SimError::from(DeviceError::Disagrees {
+                    step,
+                    what,
+                    backend_value,
+                    host_value,
+                })
             };
             let scale = scaler.scale_f32();
             if o.scale.to_bits() != scale.to_bits() {
@@ -371,7 +374,7 @@ impl Queue {
             }
             scaler
                 .update_from_report(&o.report)
-                .map_err(|e| SimError::Scaler(format!("step {step}: {e}")))?;
+                .map_err(|source| SimError::Scaler { step, source })?;
             let next = scaler.scale_f32();
             if o.next_scale.to_bits() != next.to_bits() {
                 return Err(disagree(
@@ -444,8 +447,7 @@ impl<'a> Trainer<'a> {
         if data.train.is_empty() {
             return Err(SimError::Config("the training split is empty".into()));
         }
-        let host_scaler =
-            LossScaler::new(scaler).map_err(|e| SimError::Config(format!("loss scaler: {e}")))?;
+        let host_scaler = LossScaler::new(scaler).map_err(SimError::ScalerConfig)?;
         let checks_every_step = check.is_some() && config.check_every == 1;
         // Queued steps follow PyTorch's skip rule, so only with the scaler on.
         let queue = if host_scaler.is_enabled()
@@ -507,12 +509,12 @@ impl<'a> Trainer<'a> {
     /// for first.
     pub fn load(&mut self, state: &TrainState) -> Result<()> {
         self.drain()?;
-        let mut scaler = LossScaler::new(self.scaler_config)
-            .map_err(|e| SimError::Config(format!("loss scaler: {e}")))?;
+        let mut scaler = LossScaler::new(self.scaler_config).map_err(SimError::ScalerConfig)?;
         match (&state.scaler, scaler.is_enabled()) {
-            (Some(s), true) => scaler
-                .load_state(s)
-                .map_err(|e| SimError::Scaler(format!("step {}: {e}", state.step)))?,
+            (Some(s), true) => scaler.load_state(s).map_err(|source| SimError::Scaler {
+                step: state.step,
+                source,
+            })?,
             (None, false) => {}
             (saved, _) => {
                 return Err(SimError::Config(format!(
@@ -662,7 +664,10 @@ impl<'a> Trainer<'a> {
         }
         scaler
             .update_from_report(&report)
-            .map_err(|e| SimError::Scaler(format!("step {}: {e}", at.step)))?;
+            .map_err(|source| SimError::Scaler {
+                step: at.step,
+                source,
+            })?;
         if let (Some(r), Some(c)) = (record.as_mut(), self.check.as_deref()) {
             r.settle(skipped, scaler.is_enabled(), c.bounds());
         }

@@ -348,7 +348,7 @@ fn a_backend_without_queued_steps_declines_and_refuses_them() {
         cpu.queue_step(0, 1, &AdamConfig::default()).unwrap_err(),
     ] {
         assert!(
-            matches!(&err, SimError::Device(m) if m.contains("does not run queued steps")),
+            matches!(&err, SimError::Device(m) if m.to_string().contains("does not run queued steps")),
             "{err}"
         );
     }

@@ -378,3 +378,46 @@ fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
     be.read_optimizer(&mut adam).unwrap();
     assert_eq!((adam.step, adam.exp_avg.len()), (0, PARAM_COUNT));
 }
+
+#[test]
+fn a_scaler_error_mid_run_names_the_step_and_keeps_the_scaler_error_as_its_source() {
+    use halfscale_core::scaler::ScalerError;
+    use halfscale_sim::dataset::{Dataset, IMAGE_PIXELS};
+    use halfscale_sim::SimError;
+    // A NaN pixel makes the loss and the gradients NaN; the recommended policy errors on NaN.
+    let mut data = Dataset {
+        train: common::synthetic(8, 1),
+        test: common::synthetic(8, 2),
+    };
+    data.train.images[3 * IMAGE_PIXELS + 100] = f32::NAN;
+    let mut backend = CpuBackend::new(Recipe::mixed_fp16(), 8);
+    let mut scaler = LossScaler::new(ScalerConfig::recommended()).unwrap();
+    let config = TrainConfig {
+        batch_size: 8,
+        evaluate: false,
+        ..TrainConfig::default()
+    };
+    let err = train::train(
+        &mut backend,
+        &mut scaler,
+        None,
+        &data,
+        &config,
+        &mut Collect::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SimError::Scaler { step: 0, .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("loss scaler: step 0: NaN gradient"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        matches!(
+            source.downcast_ref::<ScalerError>(),
+            Some(ScalerError::NanGradient { .. })
+        ),
+        "{source}"
+    );
+}

@@ -272,8 +272,8 @@ fn execute(args: &Args) -> Result<bool> {
             .map_err(|e| SimError::Config(format!("--threads {t}: {e}")))?;
     }
     let data = Dataset::load(&args.data)?;
-    let mut scaler = LossScaler::new(scaler_config(args, &recipe))
-        .map_err(|e| SimError::Config(e.to_string()))?;
+    let mut scaler =
+        LossScaler::new(scaler_config(args, &recipe)).map_err(SimError::ScalerConfig)?;
     let checking = if args.no_check {
         false
     } else {
@@ -340,10 +340,7 @@ fn choose_backend(
     recipe: &Recipe,
     batch_size: usize,
 ) -> Result<Box<dyn Backend>> {
-    let gpu = || {
-        halfscale_gpu::GpuBackend::new(recipe.clone(), batch_size)
-            .map_err(|e| SimError::Device(e.to_string()))
-    };
+    let gpu = || halfscale_gpu::GpuBackend::new(recipe.clone(), batch_size);
     match device {
         DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size))),
         DeviceArg::Cuda => Ok(Box::new(gpu()?)),
