@@ -103,7 +103,7 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
         in_width: 12,
     };
     let n = 11; // two groups of CHUNK and a partial one
-    let chunk = halfscale_sim::cpu::CHUNK;
+    let chunk = halfscale_sim::conv2d::WEIGHT_GRAD_GROUP;
     let x = rand_f16(&mut rng, c.input_len(n), 0.0, 1.0);
     let w = rand_f16(&mut rng, c.weight_len(), -0.2, 0.2);
     let dyv = rand_f16(&mut rng, c.output_len(n), -1.0, 1.0);

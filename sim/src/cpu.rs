@@ -21,11 +21,10 @@ use crate::{pool, relu};
 use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
 
-/// Images per parallel group of the convolutional trunk.
-pub const CHUNK: usize = 4;
+/// Images per parallel group of the convolutional trunk: the weight-gradient groups of
+/// [`crate::conv2d::WEIGHT_GRAD_GROUP`].
+pub const CHUNK: usize = crate::conv2d::WEIGHT_GRAD_GROUP;
 
-const A1_SIDE: usize = 24;
-const A2_SIDE: usize = 8;
 const P1_PLANE: usize = POOL1_SIDE * POOL1_SIDE;
 const P2_PLANE: usize = POOL2_SIDE * POOL2_SIDE;
 
@@ -99,8 +98,8 @@ impl ChunkBuffers {
         let planes1 = CONV1.out_channels * n;
         pool::forward(
             planes1,
-            A1_SIDE,
-            A1_SIDE,
+            CONV1.out_height(),
+            CONV1.out_width(),
             &self.a1,
             &mut self.p1,
             &mut self.arg1,
@@ -115,8 +114,8 @@ impl ChunkBuffers {
         let planes2 = CONV2.out_channels * n;
         pool::forward(
             planes2,
-            A2_SIDE,
-            A2_SIDE,
+            CONV2.out_height(),
+            CONV2.out_width(),
             &self.a2,
             &mut self.p2,
             &mut self.arg2,
@@ -149,8 +148,8 @@ impl ChunkBuffers {
         );
         pool::backward(
             planes2,
-            A2_SIDE,
-            A2_SIDE,
+            CONV2.out_height(),
+            CONV2.out_width(),
             &self.dp2,
             &self.arg2,
             &mut self.da2,
@@ -175,8 +174,8 @@ impl ChunkBuffers {
         );
         pool::backward(
             planes1,
-            A1_SIDE,
-            A1_SIDE,
+            CONV1.out_height(),
+            CONV1.out_width(),
             &self.dp1,
             &self.arg1,
             &mut self.da1,
