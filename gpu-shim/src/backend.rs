@@ -624,7 +624,7 @@ impl GpuBackend {
     /// One full GradScaler step on examples `order[start..start + n]`, with no host
     /// synchronisation: gather, forward, backward scaled by the device scale, fused unscale and
     /// non-finite check, Adam (skips itself on found_inf), Adam's step count and the scale update
-    /// on the device, a record of the step. 25 launches.
+    /// on the device, a record of the step. 23 launches.
     pub fn step_device_scaled(&mut self, start: usize, n: usize, adam: &AdamConfig) -> Result<()> {
         let (Some(res), Some(order)) = (self.resident.as_ref(), self.order.as_ref()) else {
             return Err(GpuError::Invalid(

@@ -38,7 +38,7 @@ pub enum GpuError {
         kernel: &'static str,
         message: String,
     },
-    /// A precision, size or batch the backend does not handle.
+    /// A recipe, size or batch the backend does not handle.
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A batch of the wrong shape, or a call out of order.

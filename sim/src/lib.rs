@@ -1,9 +1,10 @@
 //! # halfscale-sim
 //!
-//! The seed's workload on the CPU: MNIST (any 28x28 IDX set), the `SimpleCNN`, cross-entropy on
-//! log-softmax, `torch.optim.Adam`, in f32 or in emulated autocast mixed precision (fp16, bf16)
-//! with the core's loss scaler, every mixed step optionally cross-checked against an f32
-//! reference step from the same weights and batch.
+//! The seed's workload: MNIST (any 28x28 IDX set), the `SimpleCNN`, cross-entropy on
+//! log-softmax, `torch.optim.Adam`, under a recipe (f32, or emulated autocast mixed precision in
+//! fp16 or bf16) with the core's loss scaler, every mixed step optionally cross-checked against
+//! an f32 reference step from the same weights and batch; the CPU backend here, the interface
+//! any device backend implements, and the resumable loop over a run's state.
 //!
 //! One concept per module: data ([`idx`], [`dataset`], [`rng`]), layers ([`conv2d`], [`pool`],
 //! [`relu`], [`linear`], [`loss`], over [`gemm`]), the model ([`model`]) and optimizer

@@ -200,7 +200,7 @@ pub fn progress_line(
     )
 }
 
-/// Evaluates `split` in batches of `batch_size` (forward only, the backend's precision).
+/// Evaluates `split` in batches of `batch_size` (forward only, under the backend's recipe).
 pub fn evaluate(backend: &mut dyn Backend, split: &Split, batch_size: usize) -> Result<TestResult> {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut start = 0;

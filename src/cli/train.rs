@@ -1,5 +1,6 @@
-//! `halfscale train`: the seed's MNIST training on the CPU, in f32 or emulated mixed precision,
-//! cross-checked against an f32 reference (see `halfscale-sim`).
+//! `halfscale train`: the seed's MNIST training on the CPU (f32, or mixed precision emulated
+//! exactly) or the GPU (`--device cuda|auto`, mixed fp16), cross-checked against an f32
+//! reference on the CPU (see `halfscale-sim`).
 //!
 //! stdout carries the seed's lines byte for byte, then a short summary; stderr a progress bar
 //! (only when it is a terminal), cross-check warnings and errors, one line each.
@@ -345,7 +346,7 @@ fn choose_backend(
         DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size))),
         DeviceArg::Cuda => Ok(Box::new(gpu()?)),
         DeviceArg::Auto => {
-            // Mixed fp16 opens the device once, through the backend; other precisions only
+            // A recipe the kernels run opens the device once, through the backend; others only
             // look for one, to say why the CPU was picked.
             let reason = if halfscale_gpu::GpuBackend::runs(recipe) {
                 match gpu() {
