@@ -26,9 +26,10 @@ const SIZE: (u32, u32) = (1000, 900);
 
 /// Writes the chart; the format follows the extension (`svg` or `png`).
 pub fn write(path: &Path, curves: &Curves) -> Result<()> {
+    // plotters' errors are generic over the drawing backend: carried as their text.
     let err = |message: String| SimError::Output {
         path: path.to_path_buf(),
-        message,
+        source: message.into(),
     };
     let ext = path
         .extension()

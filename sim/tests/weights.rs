@@ -7,8 +7,9 @@ use halfscale_sim::backend::{Backend, Batch};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::dataset::{Dataset, IMAGE_PIXELS};
 use halfscale_sim::model::{Params, PARAM_COUNT};
+use halfscale_sim::recipe::Recipe;
+use halfscale_sim::train;
 use halfscale_sim::weights::{self, tensor_layout, WeightsError};
-use halfscale_sim::{train, Precision};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ fn pytorch_weights_give_pytorchs_logits_in_fp32() {
         .map(|h| f32::from_bits(u32::from_str_radix(h.as_str().unwrap(), 16).unwrap()))
         .collect();
     assert_eq!(expected.len(), 64 * 10);
-    let mut cpu = CpuBackend::new(Precision::Fp32, 64);
+    let mut cpu = CpuBackend::new(Recipe::fp32(), 64);
     cpu.load_params(&params).unwrap();
     let batch = Batch {
         images: &data.test.images[..64 * IMAGE_PIXELS],
@@ -60,7 +61,7 @@ fn pytorch_weights_give_pytorchs_logits_in_fp32() {
 fn pytorch_weights_give_pytorchs_test_count_in_fp32() {
     let (params, record) = fixture();
     let data = Dataset::load(&root().join("data/MNIST/raw")).unwrap();
-    let mut cpu = CpuBackend::new(Precision::Fp32, 1000);
+    let mut cpu = CpuBackend::new(Recipe::fp32(), 1000);
     cpu.load_params(&params).unwrap();
     let result = train::evaluate(&mut cpu, &data.test, 1000).unwrap();
     let correct = record["test_correct"].as_u64().unwrap() as i64;

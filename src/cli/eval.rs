@@ -7,7 +7,7 @@ use super::train::PrecisionArg;
 use halfscale_sim::backend::Backend;
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::dataset::Dataset;
-use halfscale_sim::{train, weights, Precision, SimError};
+use halfscale_sim::{train, weights, SimError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,8 +36,7 @@ fn execute(args: &Args) -> Result<String, String> {
     let params = weights::load(&args.weights).map_err(|e| e.to_string())?;
     let dir = super::data::locate(args.data.as_deref())?;
     let data = Dataset::load(&dir).map_err(|e| e.to_string())?;
-    let precision = Precision::from(args.precision);
-    let mut backend = CpuBackend::new(precision, args.batch_size);
+    let mut backend = CpuBackend::new(args.precision.recipe(), args.batch_size);
     backend
         .load_params(&params)
         .map_err(|e: SimError| e.to_string())?;

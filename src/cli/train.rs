@@ -1,5 +1,6 @@
-//! `halfscale train`: the seed's MNIST training on the CPU, in f32 or emulated mixed precision,
-//! cross-checked against an f32 reference (see `halfscale-sim`).
+//! `halfscale train`: the seed's MNIST training on the CPU (f32, or mixed precision emulated
+//! exactly) or the GPU (`--device cuda|auto`, mixed fp16), cross-checked against an f32
+//! reference on the CPU (see `halfscale-sim`).
 //!
 //! stdout carries the seed's lines byte for byte, then a short summary; stderr a progress bar
 //! (only when it is a terminal), cross-check warnings and errors, one line each.
@@ -7,12 +8,15 @@
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::backend::Backend;
 use halfscale_sim::cpu::CpuBackend;
+use halfscale_sim::crosscheck::census_format;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Dataset;
 use halfscale_sim::metrics::MetricsWriter;
+use halfscale_sim::model::Layer;
 use halfscale_sim::plot::{self, Curves};
+use halfscale_sim::recipe::{Role, Site};
 use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig};
-use halfscale_sim::{Precision, Result, SimError};
+use halfscale_sim::{Recipe, Result, SimError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,16 +41,6 @@ pub enum PrecisionArg {
     Mixed,
     /// Autocast with bfloat16.
     Bf16,
-}
-
-impl From<PrecisionArg> for Precision {
-    fn from(p: PrecisionArg) -> Precision {
-        match p {
-            PrecisionArg::Fp32 => Precision::Fp32,
-            PrecisionArg::Mixed => Precision::Fp16,
-            PrecisionArg::Bf16 => Precision::Bf16,
-        }
-    }
 }
 
 /// Loss-scaler policy (ignored with `--no-scaler` and in fp32).
@@ -188,8 +182,19 @@ impl Observer for CliObserver {
     }
 }
 
-fn scaler_config(args: &Args, precision: Precision) -> ScalerConfig {
-    if args.no_scaler || precision == Precision::Fp32 {
+impl PrecisionArg {
+    /// The recipe of the flag: the one place the CLI names formats.
+    pub fn recipe(self) -> Recipe {
+        match self {
+            PrecisionArg::Fp32 => Recipe::fp32(),
+            PrecisionArg::Mixed => Recipe::mixed_fp16(),
+            PrecisionArg::Bf16 => Recipe::mixed_bf16(),
+        }
+    }
+}
+
+fn scaler_config(args: &Args, recipe: &Recipe) -> ScalerConfig {
+    if args.no_scaler || !recipe.is_mixed() {
         return ScalerConfig::disabled();
     }
     match args.scaler {
@@ -199,7 +204,7 @@ fn scaler_config(args: &Args, precision: Precision) -> ScalerConfig {
     }
 }
 
-fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
+fn print_summary(s: &Summary, recipe: &Recipe, scaling: bool) {
     println!(
         "Summary: {}: {} steps, {} images in {:.1} s ({:.0} images/s), wall {:.1} s",
         s.backend,
@@ -219,11 +224,8 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
         println!("Cross-check: off");
         return;
     }
-    let format = if precision == Precision::Bf16 {
-        "bf16"
-    } else {
-        "fp16"
-    };
+    // The format the cross-check's census counted the gradients in.
+    let format = census_format(recipe, Site::new(Layer::Conv1, Role::WeightGrad)).name();
     let layers: Vec<String> = s
         .underflow_by_layer
         .iter()
@@ -261,7 +263,7 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
 }
 
 fn execute(args: &Args) -> Result<bool> {
-    let precision = Precision::from(args.precision);
+    let recipe = args.precision.recipe();
     if args.batch_size == 0 {
         return Err(SimError::Config("--batch-size must be at least 1".into()));
     }
@@ -273,18 +275,18 @@ fn execute(args: &Args) -> Result<bool> {
     }
     let dir = super::data::locate(args.data.as_deref()).map_err(SimError::Config)?;
     let data = Dataset::load(&dir)?;
-    let mut scaler = LossScaler::new(scaler_config(args, precision))
-        .map_err(|e| SimError::Config(e.to_string()))?;
+    let mut scaler =
+        LossScaler::new(scaler_config(args, &recipe)).map_err(SimError::ScalerConfig)?;
     let checking = if args.no_check {
         false
     } else {
-        args.check || precision.is_mixed()
+        args.check || recipe.is_mixed()
     };
-    let mut backend = choose_backend(args.device, precision, args.batch_size)?;
+    let mut backend = choose_backend(args.device, &recipe, args.batch_size)?;
     let mut check = checking.then(|| {
         CrossCheck::new(
-            Box::new(CpuBackend::new(Precision::Fp32, args.batch_size)),
-            precision,
+            Box::new(CpuBackend::new(Recipe::fp32(), args.batch_size)),
+            &recipe,
         )
     });
     let metrics = args
@@ -329,7 +331,7 @@ fn execute(args: &Args) -> Result<bool> {
     if let Some(path) = &args.plot {
         plot::write(path, &observer.curves)?;
     }
-    print_summary(&summary, precision, scaler.is_enabled());
+    print_summary(&summary, &recipe, scaler.is_enabled());
     let clean = summary.divergent_steps == 0 && summary.wrong_skips == 0;
     Ok(clean || !args.strict)
 }
@@ -338,20 +340,17 @@ fn execute(args: &Args) -> Result<bool> {
 /// binary has it and a device answers. Auto says on stderr which it picked and why.
 fn choose_backend(
     device: DeviceArg,
-    precision: Precision,
+    recipe: &Recipe,
     batch_size: usize,
 ) -> Result<Box<dyn Backend>> {
-    let gpu = || {
-        halfscale_gpu::GpuBackend::new(precision, batch_size)
-            .map_err(|e| SimError::Device(e.to_string()))
-    };
+    let gpu = || halfscale_gpu::GpuBackend::new(recipe.clone(), batch_size);
     match device {
-        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(precision, batch_size))),
+        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size))),
         DeviceArg::Cuda => Ok(Box::new(gpu()?)),
         DeviceArg::Auto => {
-            // Mixed fp16 opens the device once, through the backend; other precisions only
+            // A recipe the kernels run opens the device once, through the backend; others only
             // look for one, to say why the CPU was picked.
-            let reason = if precision == Precision::Fp16 {
+            let reason = if halfscale_gpu::GpuBackend::runs(recipe) {
                 match gpu() {
                     Ok(backend) => {
                         eprintln!("device: cuda ({})", backend.device());
@@ -363,13 +362,13 @@ fn choose_backend(
                 match halfscale_gpu::probe() {
                     Ok(_) => format!(
                         "the CUDA backend runs mixed fp16 only, not {}",
-                        precision.name()
+                        recipe.name()
                     ),
                     Err(e) => e.to_string(),
                 }
             };
             eprintln!("device: cpu ({reason})");
-            Ok(Box::new(CpuBackend::new(precision, batch_size)))
+            Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size)))
         }
     }
 }
