@@ -112,6 +112,12 @@ pub enum SimError {
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A weights file that cannot be read or written.
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
+    /// A checkpoint that cannot be read or written, or that belongs to another run.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
 
 /// What went wrong on a device backend, or between it and the host.

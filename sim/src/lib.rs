@@ -14,6 +14,7 @@
 
 pub mod adam;
 pub mod backend;
+pub mod checkpoint;
 pub mod conv2d;
 pub mod cpu;
 pub mod crosscheck;

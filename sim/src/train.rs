@@ -740,16 +740,54 @@ pub fn train(
     config: &TrainConfig,
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
-    let wall = Instant::now();
     let recipe = backend.recipe().state();
-    let mut state = TrainState::init(config, scaler, recipe);
+    let state = TrainState::init(config, scaler, recipe);
+    let (summary, _) = train_from(
+        state,
+        backend,
+        scaler,
+        check,
+        data,
+        config,
+        observer,
+        &mut |_, _| Ok(true),
+    )?;
+    Ok(summary)
+}
+
+/// Called after every step with the trainer and the state, e.g. to write a checkpoint (call
+/// [`Trainer::sync`] first: between steps the state's tensors live in the backend); returns
+/// whether to go on (false stops the run there, without the test evaluation).
+pub type AfterStep<'f> = dyn FnMut(&mut Trainer<'_>, &mut TrainState) -> Result<bool> + 'f;
+
+/// [`train`] from any state (a resumed checkpoint, weights from a file), calling `after_step`
+/// after every step; returns the summary and the final, synchronised state. `scaler` gives the
+/// policy (the state carries the scaler's state) and is left as the run left it.
+#[allow(clippy::too_many_arguments)]
+pub fn train_from(
+    mut state: TrainState,
+    backend: &mut dyn Backend,
+    scaler: &mut LossScaler,
+    check: Option<&mut CrossCheck>,
+    data: &Dataset,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+    after_step: &mut AfterStep<'_>,
+) -> Result<(Summary, TrainState)> {
+    let wall = Instant::now();
     let mut trainer = Trainer::new(backend, check, data, config, *scaler.config(), observer)?;
     trainer.load(&state)?;
     let train_start = Instant::now();
-    trainer.run(&mut state)?;
+    let mut finished = true;
+    while trainer.step(&mut state)? {
+        if !after_step(&mut trainer, &mut state)? {
+            finished = trainer.is_done(&state);
+            break;
+        }
+    }
     trainer.sync(&mut state)?;
     let train_seconds = train_start.elapsed().as_secs_f64();
-    let test = if config.evaluate && !data.test.is_empty() {
+    let test = if finished && config.evaluate && !data.test.is_empty() {
         Some(trainer.evaluate()?)
     } else {
         None
@@ -759,7 +797,7 @@ pub fn train(
     summary.train_seconds = train_seconds;
     summary.final_scale = scaler.scale();
     summary.test = test;
-    summary.params = state.params;
+    summary.params = state.params.clone();
     summary.wall_seconds = wall.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok((summary, state))
 }

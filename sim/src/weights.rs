@@ -118,18 +118,35 @@ pub fn load(path: &Path) -> Result<Params, WeightsError> {
     from_bytes(&bytes, path)
 }
 
-/// Parses the bytes of a weights file; `path` only names the file in errors.
+/// Parses the bytes of a weights file; `path` only names the file in errors. A halfscale
+/// checkpoint (`crate::checkpoint`) is a weights file too: its optimizer tensors are passed over.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Params, WeightsError> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    let checkpoint = SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .is_some_and(|m| m.contains_key("halfscale.checkpoint"));
+    params_from(&file, path, |name| {
+        !(checkpoint && name.starts_with("optimizer."))
+    })
+}
+
+/// The model's weights out of a parsed file; a tensor that is not the model's is an error when
+/// `is_weight(name)` says it should be one (it is passed over otherwise).
+pub(crate) fn params_from(
+    file: &SafeTensors<'_>,
+    path: &Path,
+    is_weight: impl Fn(&str) -> bool,
+) -> Result<Params, WeightsError> {
     let layout = tensor_layout();
     let mut names = file.names();
     names.sort_unstable();
     if let Some(extra) = names
         .iter()
-        .find(|n| !layout.iter().any(|(name, ..)| name == *n))
+        .find(|n| is_weight(n) && !layout.iter().any(|(name, ..)| name == *n))
     {
         return Err(WeightsError::Unexpected {
             path: path.to_path_buf(),
