@@ -93,3 +93,58 @@ fn a_data_directory_without_the_files_is_named_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn train_starts_from_pytorchs_weights_and_a_bad_file_trains_and_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("hs-init-from-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let saved = dir.join("after.safetensors");
+    let metrics = dir.join("m.jsonl");
+    let run = |weights: &str| {
+        halfscale(
+            &[
+                "train",
+                "--precision",
+                "fp32",
+                "--stop-after",
+                "1",
+                "--init-from",
+                weights,
+                "--save",
+                saved.to_str().unwrap(),
+                "--metrics",
+                metrics.to_str().unwrap(),
+            ],
+            &root(),
+        )
+    };
+    let out = run(&fixture());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // The first batch's loss is the trained model's (about 0.2), not the seeded one's (2.30).
+    let loss: f64 = stdout
+        .lines()
+        .find(|l| l.starts_with("Train Epoch: 0 [0/60000"))
+        .and_then(|l| l.rsplit("Loss: ").next())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(loss < 1.0, "{stdout}");
+    assert!(saved.exists());
+    std::fs::remove_file(&saved).unwrap();
+    std::fs::remove_file(&metrics).unwrap();
+    // A torn weights file: one line, nothing written.
+    let torn = dir.join("torn.safetensors");
+    let bytes = std::fs::read(fixture()).unwrap();
+    std::fs::write(&torn, &bytes[..100]).unwrap();
+    let out = run(torn.to_str().unwrap());
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+    assert!(!saved.exists() && !metrics.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
