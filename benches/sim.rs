@@ -19,7 +19,7 @@ use halfscale::sim::conv2d::Conv2d;
 use halfscale::sim::cpu::CpuBackend;
 use halfscale::sim::linear::Linear;
 use halfscale::sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2};
-use halfscale::sim::{pool, relu, Backend, Batch, Precision};
+use halfscale::sim::{pool, relu, Backend, Batch, Recipe};
 use std::hint::black_box;
 
 const N: usize = 64;
@@ -165,9 +165,9 @@ fn training_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step_b64");
     group.throughput(Throughput::Elements(step_flops()));
     for (name, precision, scale) in [
-        ("fp32", Precision::Fp32, 1.0f32),
-        ("mixed_fp16", Precision::Fp16, 65536.0),
-        ("mixed_bf16", Precision::Bf16, 1.0),
+        ("fp32", Recipe::fp32(), 1.0f32),
+        ("mixed_fp16", Recipe::mixed_fp16(), 65536.0),
+        ("mixed_bf16", Recipe::mixed_bf16(), 1.0),
     ] {
         let mut backend = CpuBackend::new(precision, N);
         backend.load_params(&Params::init(3)).unwrap();

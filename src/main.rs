@@ -17,13 +17,16 @@ enum Command {
     /// Loss-scaler tools.
     Scaler(cli::scaler::Args),
     /// Train the seed's SimpleCNN on MNIST (CPU by default).
-    Train(cli::train::Args),
+    Train(Box<cli::train::Args>),
+    /// Evaluate a SimpleCNN weights file (safetensors, PyTorch's layout) on the MNIST test set.
+    Eval(cli::eval::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::F16(args) => cli::f16::run(args),
         Command::Scaler(args) => cli::scaler::run(args),
-        Command::Train(args) => cli::train::run(args),
+        Command::Train(args) => cli::train::run(*args),
+        Command::Eval(args) => cli::eval::run(args),
     }
 }

@@ -8,15 +8,19 @@ use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
 use halfscale_sim::backend::{check_state_len, Backend, Batch, EvalStats, QueuedOutcome};
-use halfscale_sim::cpu::CHUNK;
+use halfscale_sim::conv2d::{Conv2d, WEIGHT_GRAD_GROUP};
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
-use halfscale_sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT};
-use halfscale_sim::Precision;
+use halfscale_sim::model::{
+    Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT, POOL1_SIDE, POOL2_SIDE,
+};
+use halfscale_sim::recipe::{LowFormat, Recipe};
 
-const A1: usize = 24 * 24;
-const P1: usize = 12 * 12;
-const A2: usize = 8 * 8;
+/// Per image and channel: conv1's output, its pooled output, conv2's output, its pooled output.
+const A1: usize = CONV1.out_plane();
+const P1: usize = POOL1_SIDE * POOL1_SIDE;
+const A2: usize = CONV2.out_plane();
+const P2: usize = POOL2_SIDE * POOL2_SIDE;
 /// Device-side step records kept before a drain.
 const RECORDS: usize = 1024;
 /// Counters reset value: no NaN, no inf, no first index.
@@ -37,6 +41,7 @@ struct Resident {
 /// The GPU backend (autocast fp16).
 #[derive(Debug)]
 pub struct GpuBackend {
+    recipe: Recipe,
     capacity: usize,
     n: usize,
     params: DBuf<f32>,
@@ -89,14 +94,15 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// A backend for batches of up to `capacity` images in `precision` (only
-    /// [`Precision::Fp16`], autocast fp16, runs on the GPU), on device 0.
-    pub fn new(precision: Precision, capacity: usize) -> Result<Self> {
-        if precision != Precision::Fp16 {
+    /// A backend for batches of up to `capacity` images under `recipe`, on device 0. The
+    /// kernels run one low-precision type, binary16: a recipe that rounds every site to fp16
+    /// (autocast fp16, [`Recipe::mixed_fp16`]) runs, any other is refused.
+    pub fn new(recipe: Recipe, capacity: usize) -> Result<Self> {
+        if !Self::runs(&recipe) {
             return Err(GpuError::Unsupported(format!(
                 "the CUDA backend runs {} only, not {}",
-                Precision::Fp16.name(),
-                precision.name()
+                Recipe::mixed_fp16().name(),
+                recipe.name()
             )));
         }
         if capacity == 0 || capacity > 65535 {
@@ -106,11 +112,12 @@ impl GpuBackend {
         }
         let gpu = Gpu::new()?;
         let c = capacity;
-        let groups = c.div_ceil(CHUNK);
+        let groups = c.div_ceil(WEIGHT_GRAD_GROUP);
         let part_len = groups
             * (CONV2.weight_len() + CONV2.out_channels)
                 .max(CONV1.weight_len() + CONV1.out_channels);
         let mut b = Self {
+            recipe,
             capacity,
             n: 0,
             params: gpu.alloc(PARAM_COUNT)?,
@@ -159,6 +166,11 @@ impl GpuBackend {
         };
         b.cast_params()?;
         Ok(b)
+    }
+
+    /// Whether the kernels run `recipe`: every site rounded to binary16.
+    pub fn runs(recipe: &Recipe) -> bool {
+        recipe.uniform_format() == Some(LowFormat::F16)
     }
 
     /// The device.
@@ -235,11 +247,11 @@ impl GpuBackend {
                 w1,
                 b1,
                 self.a1.ptr(),
-                i(1),
-                i(28),
-                i(28),
+                i(c1.in_channels),
+                i(c1.in_height),
+                i(c1.in_width),
                 i(c1.out_channels),
-                i(5),
+                i(c1.kernel),
                 i(1),
             ],
         )?;
@@ -252,8 +264,8 @@ impl GpuBackend {
                 self.p1.ptr(),
                 self.arg1.ptr(),
                 i(planes1),
-                i(24),
-                i(24),
+                i(c1.out_height()),
+                i(c1.out_width()),
             ],
         )?;
         let cpb = 16;
@@ -268,24 +280,24 @@ impl GpuBackend {
                 b2,
                 self.a2.ptr(),
                 i(c2.in_channels),
-                i(12),
-                i(12),
+                i(c2.in_height),
+                i(c2.in_width),
                 i(c2.out_channels),
-                i(5),
+                i(c2.kernel),
                 i(cpb),
             ],
         )?;
         let planes2 = n * c2.out_channels;
         g.launch_1d(
             "maxpool2_relu_fwd",
-            planes2 * 16,
+            planes2 * P2,
             &[
                 self.a2.ptr(),
                 self.p2.ptr(),
                 self.arg2.ptr(),
                 i(planes2),
-                i(8),
-                i(8),
+                i(c2.out_height()),
+                i(c2.out_width()),
             ],
         )?;
         g.launch_1d(
@@ -413,8 +425,8 @@ impl GpuBackend {
                 self.arg2.ptr(),
                 self.da2.ptr(),
                 i(planes2),
-                i(8),
-                i(8),
+                i(c2.out_height()),
+                i(c2.out_width()),
             ],
         )?;
         self.conv_params(c2, self.da2.ptr(), self.p1.ptr(), Layer::Conv2)?;
@@ -428,10 +440,10 @@ impl GpuBackend {
                 self.dp1.ptr(),
                 i(n),
                 i(c2.in_channels),
-                i(12),
-                i(12),
+                i(c2.in_height),
+                i(c2.in_width),
                 i(c2.out_channels),
-                i(5),
+                i(c2.kernel),
             ],
         )?;
         let planes1 = n * c1.out_channels;
@@ -443,22 +455,16 @@ impl GpuBackend {
                 self.arg1.ptr(),
                 self.da1.ptr(),
                 i(planes1),
-                i(24),
-                i(24),
+                i(c1.out_height()),
+                i(c1.out_width()),
             ],
         )?;
         self.conv_params(c1, self.da1.ptr(), self.x.ptr(), Layer::Conv1)
     }
 
-    fn conv_params(
-        &self,
-        c: halfscale_sim::conv2d::Conv2d,
-        dy: Arg,
-        x: Arg,
-        layer: Layer,
-    ) -> Result<()> {
+    fn conv_params(&self, c: Conv2d, dy: Arg, x: Arg, layer: Layer) -> Result<()> {
         let n = self.n;
-        let groups = n.div_ceil(CHUNK);
+        let groups = n.div_ceil(WEIGHT_GRAD_GROUP);
         let len = c.weight_len() + c.out_channels;
         self.gpu.launch(
             "conv2d_bwd_params_part",
@@ -470,7 +476,7 @@ impl GpuBackend {
                 x,
                 self.part.ptr(),
                 i(n),
-                i(CHUNK),
+                i(WEIGHT_GRAD_GROUP),
                 i(c.in_channels),
                 i(c.in_height),
                 i(c.in_width),
@@ -618,7 +624,7 @@ impl GpuBackend {
     /// One full GradScaler step on examples `order[start..start + n]`, with no host
     /// synchronisation: gather, forward, backward scaled by the device scale, fused unscale and
     /// non-finite check, Adam (skips itself on found_inf), Adam's step count and the scale update
-    /// on the device, a record of the step. 25 launches.
+    /// on the device, a record of the step. 23 launches.
     pub fn step_device_scaled(&mut self, start: usize, n: usize, adam: &AdamConfig) -> Result<()> {
         let (Some(res), Some(order)) = (self.resident.as_ref(), self.order.as_ref()) else {
             return Err(GpuError::Invalid(
@@ -707,11 +713,11 @@ fn f16_to_f32(h: u16) -> f32 {
 
 impl Backend for GpuBackend {
     fn describe(&self) -> String {
-        format!("cuda, {}, {}", Precision::Fp16.name(), self.gpu.info())
+        format!("cuda, {}, {}", self.recipe.name(), self.gpu.info())
     }
 
-    fn precision(&self) -> Precision {
-        Precision::Fp16
+    fn recipe(&self) -> &Recipe {
+        &self.recipe
     }
 
     fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {

@@ -38,7 +38,7 @@ pub enum GpuError {
         kernel: &'static str,
         message: String,
     },
-    /// A precision, size or batch the backend does not handle.
+    /// A recipe, size or batch the backend does not handle.
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A batch of the wrong shape, or a call out of order.
@@ -49,8 +49,14 @@ pub enum GpuError {
 /// `Result` with [`GpuError`].
 pub type Result<T, E = GpuError> = std::result::Result<T, E>;
 
+/// The one route from a [`GpuError`] to the simulator's error: a device error naming the CUDA
+/// backend, the `GpuError` kept as its source.
 impl From<GpuError> for halfscale_sim::SimError {
     fn from(e: GpuError) -> Self {
-        halfscale_sim::SimError::Device(format!("cuda backend: {e}"))
+        halfscale_sim::error::DeviceError::Backend {
+            backend: "cuda backend",
+            source: Box::new(e),
+        }
+        .into()
     }
 }

@@ -7,7 +7,7 @@ use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
 use halfscale_core::scaler::NonFiniteReport;
 use halfscale_sim::adam::{AdamConfig, AdamState};
 use halfscale_sim::backend::{Backend, Batch, EvalStats};
-use halfscale_sim::{Params, Precision};
+use halfscale_sim::{Params, Recipe};
 
 /// Always [`GpuError::NotBuilt`] in this build.
 pub fn probe() -> Result<DeviceInfo> {
@@ -22,8 +22,12 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     /// Always [`GpuError::NotBuilt`] in this build.
-    pub fn new(_precision: Precision, _capacity: usize) -> Result<Self> {
+    pub fn new(_recipe: Recipe, _capacity: usize) -> Result<Self> {
         Err(GpuError::NotBuilt)
+    }
+    /// Whether the CUDA build's kernels run `recipe` (every site rounded to binary16).
+    pub fn runs(recipe: &Recipe) -> bool {
+        recipe.uniform_format() == Some(halfscale_sim::LowFormat::F16)
     }
     pub fn device(&self) -> &DeviceInfo {
         match self.never {}
@@ -66,7 +70,7 @@ impl Backend for GpuBackend {
     fn describe(&self) -> String {
         match self.never {}
     }
-    fn precision(&self) -> Precision {
+    fn recipe(&self) -> &Recipe {
         match self.never {}
     }
     fn load_params(&mut self, _params: &Params) -> halfscale_sim::Result<()> {

@@ -11,7 +11,7 @@ use halfscale_sim::adam::{self, AdamConfig, AdamState};
 use halfscale_sim::conv2d::Conv2d;
 use halfscale_sim::linear::Linear;
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::{pool, relu, Precision};
+use halfscale_sim::{pool, relu, LowFormat};
 
 fn i(v: usize) -> Arg {
     Arg::I32(v as i32)
@@ -81,7 +81,7 @@ fn conv2d_forward_is_bit_identical() {
         c.im2col(n, &xs, &mut col);
         let mut y = vec![0.0; c.output_len(n)];
         c.forward(n, &col, &w, &bias, &mut y);
-        Precision::Fp16.round(&mut y);
+        LowFormat::F16.round(&mut y);
         assert_bits(
             "conv2d_fwd",
             &gpu,
@@ -103,7 +103,7 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
         in_width: 12,
     };
     let n = 11; // two groups of CHUNK and a partial one
-    let chunk = halfscale_sim::cpu::CHUNK;
+    let chunk = halfscale_sim::conv2d::WEIGHT_GRAD_GROUP;
     let x = rand_f16(&mut rng, c.input_len(n), 0.0, 1.0);
     let w = rand_f16(&mut rng, c.weight_len(), -0.2, 0.2);
     let dyv = rand_f16(&mut rng, c.output_len(n), -1.0, 1.0);
@@ -170,7 +170,7 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
             sum.iter_mut().zip(&p).for_each(|(s, v)| *s += v);
         }
     }
-    Precision::Fp16.round(&mut sum);
+    LowFormat::F16.round(&mut sum);
     assert_bits("conv2d dW/db", &gpu, &sum);
 
     // Input gradient with the relu mask (the layer below's output).
@@ -198,7 +198,7 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
     let dys = to_cnhw(&dyv, n, c.out_channels, 64);
     let (mut dcol, mut dxs) = (vec![0.0; c.col_len(n)], vec![0.0; c.input_len(n)]);
     c.backward_input(n, &dys, &w, &mut dcol, &mut dxs);
-    Precision::Fp16.round(&mut dxs);
+    LowFormat::F16.round(&mut dxs);
     let mut sim = from_cnhw(&dxs, n, c.in_channels, 144);
     relu::backward(&mask, &mut sim);
     assert_bits("conv2d dX", &gpu, &sim);
@@ -316,7 +316,7 @@ fn linear_forward_and_backward_are_bit_identical() {
             .unwrap();
             let mut y = vec![0.0; n * fo];
             l.forward(n, &x, &w, &bias, &mut y);
-            Precision::Fp16.round(&mut y);
+            LowFormat::F16.round(&mut y);
             if relu_flag == 1 {
                 relu::forward(&mut y);
             }
@@ -343,7 +343,7 @@ fn linear_forward_and_backward_are_bit_identical() {
         .unwrap();
         let mut gx = vec![0.0; n * fi];
         l.backward_input(n, &gy, &w, &mut gx);
-        Precision::Fp16.round(&mut gx);
+        LowFormat::F16.round(&mut gx);
         relu::backward(&mask, &mut gx);
         assert_bits(
             "linear_bwd_input",
@@ -360,7 +360,7 @@ fn linear_forward_and_backward_are_bit_identical() {
         let (mut gw, mut gb) = (vec![0.0; fi * fo], vec![0.0; fo]);
         l.backward_params(n, &gy, &x, &mut gw, &mut gb);
         let mut sim: Vec<f32> = gw.into_iter().chain(gb).collect();
-        Precision::Fp16.round(&mut sim);
+        LowFormat::F16.round(&mut sim);
         assert_bits(
             "linear_bwd_params",
             &dgw.to_vec(fi * fo + fo).unwrap(),
@@ -420,7 +420,7 @@ fn log_softmax_nll_and_backward_are_within_the_bound() {
     .unwrap();
     let mut d = vec![0.0; n * 10];
     halfscale_sim::loss::backward(n, 10, &logp, &labels, 65536.0, &mut d);
-    Precision::Fp16.round(&mut d);
+    LowFormat::F16.round(&mut d);
     let gd = from_bits(&dd.to_vec(n * 10).unwrap());
     for (k, (a, s)) in gd.iter().zip(&d).enumerate() {
         let ulp = f64::from(s.abs().max(6.1e-5)) * 2f64.powi(-10);
@@ -639,6 +639,6 @@ fn adam_is_bit_identical_and_skips_itself_on_found_inf() {
     assert_bits("exp_avg", &dm.to_vec(n).unwrap(), &st.exp_avg);
     assert_bits("exp_avg_sq", &dv.to_vec(n).unwrap(), &st.exp_avg_sq);
     let mut p16s = p.clone();
-    Precision::Fp16.round(&mut p16s);
+    LowFormat::F16.round(&mut p16s);
     assert_bits("f16 weights", &from_bits(&p16.to_vec(n).unwrap()), &p16s);
 }

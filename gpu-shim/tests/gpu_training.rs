@@ -13,7 +13,7 @@ use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::dataset::{Batches, IMAGE_PIXELS};
 use halfscale_sim::model::{Layer, PARAM_COUNT};
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::{Backend, Batch, Params, Precision};
+use halfscale_sim::{Backend, Batch, Params, Recipe};
 
 const STEPS: usize = 20;
 const BATCH: usize = 64;
@@ -40,7 +40,7 @@ fn per_layer_gradients_match_the_simulator_and_losses_stay_within_the_bound() {
     let Some(mut gpu) = backend(BATCH) else {
         return;
     };
-    let mut cpu = CpuBackend::new(Precision::Fp16, BATCH);
+    let mut cpu = CpuBackend::new(Recipe::mixed_fp16(), BATCH);
     let (images, labels) = synthetic(STEPS * BATCH, 21);
     let params = Params::init(1);
     for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
@@ -201,8 +201,8 @@ fn the_training_loop_on_queued_steps_equals_the_loop_on_the_trait_calls() {
         };
         let mut check = checked.then(|| {
             CrossCheck::new(
-                Box::new(CpuBackend::new(Precision::Fp32, BATCH)),
-                Precision::Fp16,
+                Box::new(CpuBackend::new(Recipe::fp32(), BATCH)),
+                &Recipe::mixed_fp16(),
             )
         });
         let mut records = Records::default();

@@ -47,10 +47,12 @@ impl Default for AdamConfig {
 }
 
 /// The optimizer state: the step count and both moments, one f32 per parameter.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamState {
     pub step: u64,
+    #[serde(with = "crate::state::f32_bits")]
     pub exp_avg: Vec<f32>,
+    #[serde(with = "crate::state::f32_bits")]
     pub exp_avg_sq: Vec<f32>,
 }
 

@@ -25,9 +25,9 @@
 
 use crate::adam::{AdamConfig, AdamState};
 use crate::dataset::Split;
-use crate::error::{Result, SimError};
-use crate::mixed::Precision;
+use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Params, PARAM_COUNT};
+use crate::recipe::Recipe;
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
@@ -90,18 +90,18 @@ pub fn check_state_len(what: &'static str, found: usize) -> Result<()> {
 
 /// The error of a queued-step method a backend does not implement.
 fn no_queued_steps(backend: &(impl Backend + ?Sized)) -> SimError {
-    SimError::Device(format!(
-        "{}: this backend does not run queued steps",
-        backend.describe()
-    ))
+    DeviceError::NoQueuedSteps {
+        backend: backend.describe(),
+    }
+    .into()
 }
 
 /// The operations of a training step on some device.
 pub trait Backend {
     /// Human-readable description ("cpu, mixed fp16, 2 threads").
     fn describe(&self) -> String;
-    /// The arithmetic this backend emulates or runs.
-    fn precision(&self) -> Precision;
+    /// The recipe this backend emulates or runs: what it does at each rounding site.
+    fn recipe(&self) -> &Recipe;
     /// Replaces the master weights; parameters of another length than the model's are a
     /// [`SimError::StateMismatch`].
     fn load_params(&mut self, params: &Params) -> Result<()>;

@@ -52,6 +52,12 @@ fn add_row<T: Scalar>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// Images per partial sum of a convolution's weight and bias gradients: each group of this many
+/// images is accumulated in f32 on its own, then the groups are added in group order. The order
+/// of a sum decides its last bits, so it is part of the numerics every backend reproduces (the
+/// CPU's parallel groups and the CUDA kernel `conv2d_bwd_params_part` alike), not a detail of one.
+pub const WEIGHT_GRAD_GROUP: usize = 4;
+
 /// The geometry of one convolution layer on `in_height x in_width` inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2d {

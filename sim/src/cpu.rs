@@ -1,5 +1,5 @@
-//! The CPU backend, in f32 or in emulated mixed precision ([`Precision`]): the same pipeline, with
-//! the rounding points of [`crate::mixed`] switched on for the autocast modes.
+//! The CPU backend, in f32 or in emulated mixed precision: the same pipeline, asking its
+//! [`Recipe`] at each rounding site of [`crate::recipe`] what to do with the tensor there.
 //!
 //! Parallelism: the convolutional trunk (conv1, pool, relu, conv2, pool, relu and their
 //! backward) runs on groups of [`CHUNK`] images, one rayon task per group, each with its own
@@ -14,17 +14,17 @@ use crate::backend::{check_state_len, Backend, Batch, EvalStats};
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
-use crate::mixed::Precision;
+use crate::model::Layer;
 use crate::model::{ParamViews, Params, CONV1, CONV2, FC1, FC2, FLAT, POOL1_SIDE, POOL2_SIDE};
+use crate::recipe::{Recipe, Role, Site};
 use crate::{pool, relu};
 use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
 
-/// Images per parallel group of the convolutional trunk.
-pub const CHUNK: usize = 4;
+/// Images per parallel group of the convolutional trunk: the weight-gradient groups of
+/// [`crate::conv2d::WEIGHT_GRAD_GROUP`].
+pub const CHUNK: usize = crate::conv2d::WEIGHT_GRAD_GROUP;
 
-const A1_SIDE: usize = 24;
-const A2_SIDE: usize = 8;
 const P1_PLANE: usize = POOL1_SIDE * POOL1_SIDE;
 const P2_PLANE: usize = POOL2_SIDE * POOL2_SIDE;
 
@@ -82,21 +82,24 @@ impl ChunkBuffers {
 
     /// Forward of the trunk on `images` (`n <= CHUNK` images), writing the flattened features
     /// (`[n][1024]`, PyTorch's `flatten` order `c*16 + y*4 + x`) into `flat`.
-    pub fn forward(&mut self, p: Precision, w: &ParamViews<'_>, images: &[f32], flat: &mut [f32]) {
+    pub fn forward(&mut self, r: &Recipe, w: &ParamViews<'_>, images: &[f32], flat: &mut [f32]) {
         let n = images.len() / IMAGE_PIXELS;
         debug_assert!(n <= CHUNK);
         self.n = n;
         let x = &mut self.x[..n * IMAGE_PIXELS];
         x.copy_from_slice(images);
-        p.round(x);
+        r.round(Site::new(Layer::Conv1, Role::Input), x);
         CONV1.im2col(n, x, &mut self.col1);
         CONV1.forward(n, &self.col1, w.conv1_w, w.conv1_b, &mut self.a1);
-        p.round(&mut self.a1[..CONV1.output_len(n)]);
+        r.round(
+            Site::new(Layer::Conv1, Role::Output),
+            &mut self.a1[..CONV1.output_len(n)],
+        );
         let planes1 = CONV1.out_channels * n;
         pool::forward(
             planes1,
-            A1_SIDE,
-            A1_SIDE,
+            CONV1.out_height(),
+            CONV1.out_width(),
             &self.a1,
             &mut self.p1,
             &mut self.arg1,
@@ -104,12 +107,15 @@ impl ChunkBuffers {
         relu::forward(&mut self.p1[..planes1 * P1_PLANE]);
         CONV2.im2col(n, &self.p1, &mut self.col2);
         CONV2.forward(n, &self.col2, w.conv2_w, w.conv2_b, &mut self.a2);
-        p.round(&mut self.a2[..CONV2.output_len(n)]);
+        r.round(
+            Site::new(Layer::Conv2, Role::Output),
+            &mut self.a2[..CONV2.output_len(n)],
+        );
         let planes2 = CONV2.out_channels * n;
         pool::forward(
             planes2,
-            A2_SIDE,
-            A2_SIDE,
+            CONV2.out_height(),
+            CONV2.out_width(),
             &self.a2,
             &mut self.p2,
             &mut self.arg2,
@@ -126,7 +132,7 @@ impl ChunkBuffers {
 
     /// Backward of the trunk from the gradient of the flattened features (`[n][1024]`), leaving
     /// the group's conv weight and bias gradients in its partial buffers.
-    pub fn backward(&mut self, p: Precision, w: &ParamViews<'_>, dflat: &[f32]) {
+    pub fn backward(&mut self, r: &Recipe, w: &ParamViews<'_>, dflat: &[f32]) {
         let n = self.n;
         for c in 0..CONV2.out_channels {
             for img in 0..n {
@@ -142,8 +148,8 @@ impl ChunkBuffers {
         );
         pool::backward(
             planes2,
-            A2_SIDE,
-            A2_SIDE,
+            CONV2.out_height(),
+            CONV2.out_width(),
             &self.dp2,
             &self.arg2,
             &mut self.da2,
@@ -157,7 +163,10 @@ impl ChunkBuffers {
             false,
         );
         CONV2.backward_input(n, &self.da2, w.conv2_w, &mut self.dcol2, &mut self.dp1);
-        p.round(&mut self.dp1[..CONV2.input_len(n)]);
+        r.round(
+            Site::new(Layer::Conv2, Role::InputGrad),
+            &mut self.dp1[..CONV2.input_len(n)],
+        );
         let planes1 = CONV1.out_channels * n;
         relu::backward(
             &self.p1[..planes1 * P1_PLANE],
@@ -165,8 +174,8 @@ impl ChunkBuffers {
         );
         pool::backward(
             planes1,
-            A1_SIDE,
-            A1_SIDE,
+            CONV1.out_height(),
+            CONV1.out_width(),
             &self.dp1,
             &self.arg1,
             &mut self.da1,
@@ -191,7 +200,7 @@ impl Default for ChunkBuffers {
 /// The CPU backend.
 #[derive(Clone, Debug)]
 pub struct CpuBackend {
-    precision: Precision,
+    recipe: Recipe,
     capacity: usize,
     params: Params,
     /// The weights as the layers see them: a copy of the master weights, rounded in the
@@ -214,11 +223,11 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// A backend for batches of up to `capacity` examples, with zero weights (load some with
     /// [`Backend::load_params`]).
-    pub fn new(precision: Precision, capacity: usize) -> Self {
+    pub fn new(recipe: Recipe, capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let groups = capacity.div_ceil(CHUNK);
         Self {
-            precision,
+            recipe,
             capacity,
             params: Params::zeros(),
             cast: Params::zeros(),
@@ -280,26 +289,37 @@ impl CpuBackend {
     /// Forward pass: logits and log-probabilities of `batch`; returns the mean loss.
     pub fn forward(&mut self, batch: Batch<'_>) -> Result<f32> {
         self.check_batch(&batch)?;
-        let p = self.precision;
+        let r = &self.recipe;
         let n = batch.len();
         self.n = n;
         self.labels.clear();
         self.labels.extend_from_slice(batch.labels);
-        self.cast
-            .data
-            .par_chunks_mut(1 << 14)
-            .zip(self.params.data.par_chunks(1 << 14))
-            .for_each(|(c, m)| {
-                c.copy_from_slice(m);
-                p.round(c);
-            });
+        // Autocast's per-step weight cast: each layer's weight and bias at their own sites.
+        for layer in Layer::ALL {
+            let range = layer.range();
+            let (w, _, _) = layer.sizes();
+            let (cast, master) = (&mut self.cast.data[range.clone()], &self.params.data[range]);
+            let (cast_w, cast_b) = cast.split_at_mut(w);
+            let (master_w, master_b) = master.split_at(w);
+            for (site, c, m) in [
+                (Site::new(layer, Role::Weight), cast_w, master_w),
+                (Site::new(layer, Role::Bias), cast_b, master_b),
+            ] {
+                c.par_chunks_mut(1 << 14)
+                    .zip(m.par_chunks(1 << 14))
+                    .for_each(|(c, m)| {
+                        c.copy_from_slice(m);
+                        r.round(site, c);
+                    });
+            }
+        }
         let w = self.cast.views();
         let groups = n.div_ceil(CHUNK);
         self.chunks[..groups]
             .par_iter_mut()
             .zip(batch.images.par_chunks(CHUNK * IMAGE_PIXELS))
             .zip(self.flat[..n * FLAT].par_chunks_mut(CHUNK * FLAT))
-            .for_each(|((chunk, images), flat)| chunk.forward(p, &w, images, flat));
+            .for_each(|((chunk, images), flat)| chunk.forward(r, &w, images, flat));
         let (h1, logits) = (
             &mut self.h1[..n * FC1.out_features],
             &mut self.logits[..n * CLASSES],
@@ -315,30 +335,30 @@ impl CpuBackend {
                 || FC1.forward(n - half, f_b, w.fc1_w, w.fc1_b, h_b),
             );
         }
-        p.round(h1);
+        r.round(Site::new(Layer::Fc1, Role::Output), h1);
         relu::forward(h1);
         FC2.forward(n, h1, w.fc2_w, w.fc2_b, logits);
-        p.round(logits);
+        r.round(Site::new(Layer::Fc2, Role::Output), logits);
         loss::log_softmax(n, CLASSES, logits, &mut self.logp);
         Ok(loss::nll_loss(n, CLASSES, &self.logp, &self.labels))
     }
 
     /// Backward pass of the last forward with upstream gradient `loss_scale`.
     pub fn backward(&mut self, loss_scale: f32) {
-        let p = self.precision;
+        let r = &self.recipe;
         let n = self.n;
         let w = self.cast.views();
         let dlogits = &mut self.dlogits[..n * CLASSES];
         loss::backward(n, CLASSES, &self.logp, &self.labels, loss_scale, dlogits);
-        p.round(dlogits);
+        r.round(Site::new(Layer::Fc2, Role::OutputGrad), dlogits);
         let g = self.grads.views_mut();
         let h1 = &self.h1[..n * FC1.out_features];
         FC2.backward_params(n, dlogits, h1, g.fc2_w, g.fc2_b);
-        p.round(g.fc2_w);
-        p.round(g.fc2_b);
+        r.round(Site::new(Layer::Fc2, Role::WeightGrad), g.fc2_w);
+        r.round(Site::new(Layer::Fc2, Role::BiasGrad), g.fc2_b);
         let dh1 = &mut self.dh1[..n * FC1.out_features];
         FC2.backward_input(n, dlogits, w.fc2_w, dh1);
-        p.round(dh1);
+        r.round(Site::new(Layer::Fc2, Role::InputGrad), dh1);
         relu::backward(h1, dh1);
         let dflat = &mut self.dflat[..n * FLAT];
         {
@@ -366,19 +386,19 @@ impl CpuBackend {
             );
             FC1.backward_bias(n, dh1, g.fc1_b);
         }
-        p.round(g.fc1_w);
-        p.round(g.fc1_b);
-        p.round(dflat);
+        r.round(Site::new(Layer::Fc1, Role::WeightGrad), g.fc1_w);
+        r.round(Site::new(Layer::Fc1, Role::BiasGrad), g.fc1_b);
+        r.round(Site::new(Layer::Fc1, Role::InputGrad), dflat);
         let groups = n.div_ceil(CHUNK);
         let chunks = &mut self.chunks[..groups];
         chunks
             .par_iter_mut()
             .zip(self.dflat[..n * FLAT].par_chunks(CHUNK * FLAT))
-            .for_each(|(chunk, dflat)| chunk.backward(p, &w, dflat));
+            .for_each(|(chunk, dflat)| chunk.backward(r, &w, dflat));
         // Sum the groups' partial conv gradients in group order (f32), then round once.
         // Blocks of elements in parallel; each element's sum runs over the groups in order.
         let chunks: &[ChunkBuffers] = chunks;
-        let sum = |dst: &mut [f32], part: fn(&ChunkBuffers) -> &[f32]| {
+        let sum = |site: Site, dst: &mut [f32], part: fn(&ChunkBuffers) -> &[f32]| {
             const BLOCK: usize = 4096;
             dst.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
                 let at = b * BLOCK;
@@ -388,13 +408,14 @@ impl CpuBackend {
                         *x += s;
                     }
                 }
-                p.round(d);
+                r.round(site, d);
             });
         };
-        sum(g.conv1_w, |c| &c.dw1);
-        sum(g.conv1_b, |c| &c.db1);
-        sum(g.conv2_w, |c| &c.dw2);
-        sum(g.conv2_b, |c| &c.db2);
+        let grad = |layer, role| Site::new(layer, role);
+        sum(grad(Layer::Conv1, Role::WeightGrad), g.conv1_w, |c| &c.dw1);
+        sum(grad(Layer::Conv1, Role::BiasGrad), g.conv1_b, |c| &c.db1);
+        sum(grad(Layer::Conv2, Role::WeightGrad), g.conv2_w, |c| &c.dw2);
+        sum(grad(Layer::Conv2, Role::BiasGrad), g.conv2_b, |c| &c.db2);
     }
 }
 
@@ -402,13 +423,13 @@ impl Backend for CpuBackend {
     fn describe(&self) -> String {
         format!(
             "cpu, {}, {} thread(s)",
-            self.precision.name(),
+            self.recipe.name(),
             rayon::current_num_threads()
         )
     }
 
-    fn precision(&self) -> Precision {
-        self.precision
+    fn recipe(&self) -> &Recipe {
+        &self.recipe
     }
 
     fn load_params(&mut self, params: &Params) -> Result<()> {

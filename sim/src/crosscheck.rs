@@ -36,8 +36,8 @@ use crate::backend::{Backend, Batch};
 use crate::dataset::CLASSES;
 use crate::error::Result;
 use crate::loss;
-use crate::mixed::Precision;
 use crate::model::{Layer, Params};
+use crate::recipe::{Cast, LowFormat, Recipe, RecipeKind, Role, Site};
 use halfscale_core::fate::{census, Census};
 use halfscale_core::half::{bf16, f16};
 use rayon::prelude::*;
@@ -51,20 +51,20 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// The documented bounds for a precision.
-    pub const fn for_precision(p: Precision) -> Self {
-        match p {
-            Precision::Fp16 => Bounds {
+    /// The documented bounds for a recipe.
+    pub const fn for_recipe(recipe: &Recipe) -> Self {
+        match recipe.kind() {
+            RecipeKind::MixedFp16 => Bounds {
                 loss: 1e-2,
                 logits: 5e-3,
                 grads: 3e-1,
             },
-            Precision::Bf16 => Bounds {
+            RecipeKind::MixedBf16 => Bounds {
                 loss: 1e-1,
                 logits: 3e-2,
                 grads: 5e-1,
             },
-            Precision::Fp32 => Bounds {
+            RecipeKind::Fp32 => Bounds {
                 loss: 1e-6,
                 logits: 1e-6,
                 grads: 1e-6,
@@ -187,13 +187,21 @@ pub fn rel_diff(a: &[f32], r: &[f32]) -> f64 {
     }
 }
 
-/// The census of `values * scale` in the low-precision format, in parallel over blocks (counts
-/// and extremes merge exactly, in any order).
-fn census_in(p: Precision, values: &[f32], scale: f32) -> Census {
-    let one = |block: &[f32]| match p {
-        Precision::Bf16 => census::<bf16>(block, scale),
-        // fp32 runs are censused as fp16 would store them: what the seed warns about.
-        Precision::Fp16 | Precision::Fp32 => census::<f16>(block, scale),
+/// The format a recipe's site is censused in: the format it rounds to, and for a site kept in
+/// f32 (an fp32 run) fp16, as fp16 would store it: what the seed warns about.
+pub fn census_format(recipe: &Recipe, site: Site) -> LowFormat {
+    match recipe.cast(site) {
+        Cast::Round(format) => format,
+        Cast::Keep => LowFormat::F16,
+    }
+}
+
+/// The census of `values * scale` in `format`, in parallel over blocks (counts and extremes
+/// merge exactly, in any order).
+fn census_in(format: LowFormat, values: &[f32], scale: f32) -> Census {
+    let one = |block: &[f32]| match format {
+        LowFormat::Bf16 => census::<bf16>(block, scale),
+        LowFormat::F16 => census::<f16>(block, scale),
     };
     values
         .par_chunks(1 << 14)
@@ -207,7 +215,7 @@ fn census_in(p: Precision, values: &[f32], scale: f32) -> Census {
 /// The reference backend and the buffers of the comparison.
 pub struct CrossCheck {
     reference: Box<dyn Backend>,
-    precision: Precision,
+    recipe: Recipe,
     bounds: Bounds,
     params: Params,
     ref_grads: Params,
@@ -219,12 +227,13 @@ pub struct CrossCheck {
 }
 
 impl CrossCheck {
-    /// A cross-check of a backend in precision `checked` against `reference` (an f32 backend).
-    pub fn new(reference: Box<dyn Backend>, checked: Precision) -> Self {
+    /// A cross-check of a backend running recipe `checked` against `reference` (an f32
+    /// backend).
+    pub fn new(reference: Box<dyn Backend>, checked: &Recipe) -> Self {
         Self {
             reference,
-            precision: checked,
-            bounds: Bounds::for_precision(checked),
+            recipe: checked.clone(),
+            bounds: Bounds::for_recipe(checked),
             params: Params::zeros(),
             ref_grads: Params::zeros(),
             grads: Params::zeros(),
@@ -274,7 +283,7 @@ impl CrossCheck {
                 layer,
                 grad_rel: rel_diff(&self.grads.data[r.clone()], &self.ref_grads.data[r.clone()]),
                 census: CensusCounts::from(&census_in(
-                    self.precision,
+                    census_format(&self.recipe, Site::new(layer, Role::WeightGrad)),
                     &self.ref_grads.data[r],
                     scale,
                 )),
@@ -286,8 +295,11 @@ impl CrossCheck {
         self.dlogits.resize(n * CLASSES, 0.0);
         loss::log_softmax(n, CLASSES, &self.ref_logits, &mut self.logp);
         loss::backward(n, CLASSES, &self.logp, batch.labels, 1.0, &mut self.dlogits);
-        let logit_grad_census =
-            CensusCounts::from(&census_in(self.precision, &self.dlogits, scale));
+        let logit_grad_census = CensusCounts::from(&census_in(
+            census_format(&self.recipe, Site::new(Layer::Fc2, Role::OutputGrad)),
+            &self.dlogits,
+            scale,
+        ));
 
         let max_grad_rel = layers.iter().map(|l| l.grad_rel).fold(0.0, f64::max);
         let loss_rel = if loss_ref == 0.0 {

@@ -158,9 +158,29 @@ impl Batches {
         }
     }
 
+    /// A batcher whose stream for `seed` stands `word_pos` words in (see [`Self::word_pos`]):
+    /// its next permutation is the one the batcher that reported that position would draw.
+    pub fn at(len: usize, batch_size: usize, seed: u64, word_pos: u64) -> Self {
+        Self {
+            order: (0..len as u32).collect(),
+            batch_size: batch_size.max(1),
+            rng: SeededRng::at(seed, word_pos),
+        }
+    }
+
+    /// The position of the permutation stream: where the next epoch's order is drawn from.
+    pub fn word_pos(&self) -> u64 {
+        self.rng.word_pos()
+    }
+
     /// Number of batches per epoch (`ceil(len / batch_size)`).
     pub fn batches_per_epoch(&self) -> usize {
         self.order.len().div_ceil(self.batch_size)
+    }
+
+    /// The permutation drawn last (the identity before the first draw).
+    pub fn order(&self) -> &[u32] {
+        &self.order
     }
 
     /// Draws the next epoch's permutation (from the identity, so each epoch's order depends only

@@ -2,6 +2,7 @@
 //! fail, each variant carrying the file or directory and what was wrong with it, so the CLI can
 //! print one line that says what and where.
 
+use halfscale_core::scaler::{ConfigError, ScalerError};
 use std::path::PathBuf;
 
 /// Everything that can go wrong in `halfscale-sim`. Never a panic on bad input.
@@ -15,8 +16,12 @@ pub enum SimError {
         source: std::io::Error,
     },
     /// The file starts like gzip but does not decompress.
-    #[error("{}: gzip error: {message}", path.display())]
-    Gzip { path: PathBuf, message: String },
+    #[error("{}: gzip error: {source}", path.display())]
+    Gzip {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The first four bytes are not an IDX magic number of the expected kind.
     #[error("{}: bad magic {found:#010x}: expected {expected:#010x} (IDX, unsigned bytes, {dims} dimension(s))", path.display())]
     BadMagic {
@@ -66,7 +71,7 @@ pub enum SimError {
         labels: usize,
     },
     /// The data directory lacks some of the four IDX files.
-    #[error("{}: missing {}; looked for {} (with or without .gz); point --data at a directory holding the four IDX files (MNIST's are in data/MNIST/raw)", dir.display(), missing.join(", "), looked_for.join(", "))]
+    #[error("{}: missing {} (with or without .gz); point --data at a directory holding the four IDX files (MNIST's are in data/MNIST/raw)", dir.display(), missing.join(", "))]
     MissingFiles {
         dir: PathBuf,
         missing: Vec<String>,
@@ -84,17 +89,61 @@ pub enum SimError {
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
     /// An output file (metrics, plot) could not be written.
-    #[error("{}: {message}", path.display())]
-    Output { path: PathBuf, message: String },
-    /// The loss scaler refused an update (its policy's error: NaN, overflow at the floor).
+    #[error("{}: {source}", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The loss scaler refused an update or a saved state (its policy's error: NaN, overflow at
+    /// the floor; a state out of its bounds).
+    #[error("loss scaler: step {step}: {source}")]
+    Scaler {
+        step: u64,
+        #[source]
+        source: ScalerError,
+    },
+    /// The loss scaler's configuration is invalid.
     #[error("loss scaler: {0}")]
-    Scaler(String),
-    /// A device backend (CUDA) could not be used.
-    #[error("{0}")]
-    Device(String),
+    ScalerConfig(#[source] ConfigError),
+    /// A device backend failed, or disagreed with the host.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A weights file that cannot be read or written.
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
+    /// A checkpoint that cannot be read or written, or that belongs to another run.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+}
+
+/// What went wrong on a device backend, or between it and the host.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The backend's own error (the CUDA backend's `GpuError`), named by the backend.
+    #[error("{backend}: {source}")]
+    Backend {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A queued step's outcome that the host's scaler does not reproduce.
+    #[error("step {step}: the backend's {what} ({backend_value}) differs from the host scaler's ({host_value})")]
+    Disagrees {
+        step: u64,
+        what: &'static str,
+        backend_value: String,
+        host_value: String,
+    },
+    /// A drain that returned another number of outcomes than steps were queued.
+    #[error("{queued} steps were queued but the backend returned {returned} outcomes")]
+    OutcomeCount { queued: usize, returned: usize },
+    /// A queued-step call to a backend that does not run queued steps.
+    #[error("{backend}: this backend does not run queued steps")]
+    NoQueuedSteps { backend: String },
 }
 
 /// `Result` with [`SimError`].

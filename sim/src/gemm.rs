@@ -37,11 +37,6 @@ pub trait Scalar:
     fn ln(self) -> Self;
     fn is_nan(self) -> bool;
     fn div(self, rhs: Self) -> Self;
-    /// 2x2 max-pool of a pair of NaN-free rows: see [`crate::pool::max_pool_rows_portable`].
-    /// f32 overrides it with an AVX2 version where the CPU has AVX2 (identical results).
-    fn max_pool_rows(top: &[Self], bot: &[Self], out: &mut [Self], idx: &mut [u8]) {
-        crate::pool::max_pool_rows_portable(top, bot, out, idx)
-    }
     /// `c = alpha * a * b + beta * c`, strides in elements.
     ///
     /// # Safety
@@ -67,9 +62,8 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $gemm:path, { $($extra:item)* }) => {
+    ($t:ty, $gemm:path) => {
         impl Scalar for $t {
-            $($extra)*
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
@@ -120,30 +114,8 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm, {
-    fn max_pool_rows(top: &[f32], bot: &[f32], out: &mut [f32], idx: &mut [u8]) {
-        #[cfg(target_arch = "x86_64")]
-        let done = if std::arch::is_x86_feature_detected!("avx2")
-            && top.len() >= 2 * out.len()
-            && bot.len() >= 2 * out.len()
-            && idx.len() >= out.len()
-        {
-            // SAFETY: AVX2 is present and the lengths were checked just above.
-            unsafe { crate::pool::max_pool_rows_avx2(top, bot, out, idx) }
-        } else {
-            0
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
-        crate::pool::max_pool_rows_portable(
-            &top[2 * done..],
-            &bot[2 * done..],
-            &mut out[done..],
-            &mut idx[done..],
-        );
-    }
-});
-impl_scalar!(f64, matrixmultiply::dgemm, {});
+impl_scalar!(f32, matrixmultiply::sgemm);
+impl_scalar!(f64, matrixmultiply::dgemm);
 
 /// A read-only strided matrix view.
 #[derive(Clone, Copy, Debug)]

@@ -32,9 +32,9 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| SimError::Gzip {
+            .map_err(|source| SimError::Gzip {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                source,
             })?;
         Ok(out)
     } else {

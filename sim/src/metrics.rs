@@ -26,10 +26,10 @@ impl MetricsWriter {
         })
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> SimError {
+    fn err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SimError {
         SimError::Output {
             path: self.path.clone(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 

@@ -124,8 +124,9 @@ pub const PARAM_COUNT: usize = {
 };
 
 /// The model's parameters (or anything shaped like them: gradients, moments), flat.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Params {
+    #[serde(with = "crate::state::f32_bits")]
     pub data: Vec<f32>,
 }
 

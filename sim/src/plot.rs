@@ -1,9 +1,9 @@
 //! `--plot FILE.svg|png`: loss, loss scale and gradient underflow rate over the steps, three
 //! panels sharing the step axis (`plotters`).
 //!
-//! SVG carries titles and tick labels (the viewer renders the text). PNG is drawn without any
-//! text: plotters needs a font rasteriser for text on bitmaps, and bundling one (and a font)
-//! is not worth it for a quick-look image; use SVG for a labelled chart.
+//! Both formats carry the same titles, axis labels and tick numbers. The PNG's text is drawn with
+//! DejaVu Sans (`sim/assets/fonts`, Bitstream Vera licence), bundled and registered with
+//! plotters' `ab_glyph` rasteriser, so the picture reads on its own on any machine.
 
 use crate::error::{Result, SimError};
 use plotters::coord::Shift;
@@ -26,31 +26,36 @@ const SIZE: (u32, u32) = (1000, 900);
 
 /// Writes the chart; the format follows the extension (`svg` or `png`).
 pub fn write(path: &Path, curves: &Curves) -> Result<()> {
+    // plotters' errors are generic over the drawing backend: carried as their text.
     let err = |message: String| SimError::Output {
         path: path.to_path_buf(),
-        message,
+        source: message.into(),
     };
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
+    register_font().map_err(err)?;
     match ext.as_deref() {
-        Some("svg") => draw(
-            SVGBackend::new(path, SIZE).into_drawing_area(),
-            curves,
-            true,
-        )
-        .map_err(err),
-        Some("png") => draw(
-            BitMapBackend::new(path, SIZE).into_drawing_area(),
-            curves,
-            false,
-        )
-        .map_err(err),
+        Some("svg") => draw(SVGBackend::new(path, SIZE).into_drawing_area(), curves).map_err(err),
+        Some("png") => {
+            draw(BitMapBackend::new(path, SIZE).into_drawing_area(), curves).map_err(err)
+        }
         _ => Err(err(
             "unsupported plot format: use a .svg or .png file name".into()
         )),
     }
+}
+
+/// The bundled font, registered once as plotters' "sans-serif".
+fn register_font() -> std::result::Result<(), String> {
+    static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
+    ok.then_some(())
+        .ok_or_else(|| "the bundled font DejaVuSans.ttf does not parse".into())
 }
 
 fn range(points: &[(f64, f64)], log: bool) -> (f64, f64) {
@@ -73,11 +78,7 @@ fn range(points: &[(f64, f64)], log: bool) -> (f64, f64) {
     }
 }
 
-fn draw<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    c: &Curves,
-    text: bool,
-) -> Result<(), String> {
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Curves) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
     let steps = c
@@ -88,7 +89,7 @@ fn draw<DB: DrawingBackend>(
         .fold(1.0f64, f64::max);
     let panels = root.split_evenly((3, 1));
     for panel in &panels {
-        // A frame per panel, so the PNG (without axis text) still shows where each chart is.
+        // A frame per panel.
         let (w, h) = panel.dim_in_pixel();
         panel
             .draw(&Rectangle::new(
@@ -104,18 +105,10 @@ fn draw<DB: DrawingBackend>(
     {
         let (lo, hi) = range(&c.loss, false);
         let mut b = ChartBuilder::on(&panels[0]);
-        b.margin(12)
-            .x_label_area_size(if text { 30 } else { 0 })
-            .y_label_area_size(if text { 60 } else { 0 });
-        if text {
-            b.caption("training loss", ("sans-serif", 18));
-        }
+        b.margin(12).x_label_area_size(30).y_label_area_size(60);
+        b.caption("training loss", ("sans-serif", 18));
         let mut chart = b.build_cartesian_2d(0.0..steps, lo..hi).map_err(e)?;
-        let mut mesh = chart.configure_mesh();
-        if !text {
-            mesh.x_labels(0).y_labels(0);
-        }
-        mesh.draw().map_err(e)?;
+        chart.configure_mesh().draw().map_err(e)?;
         chart
             .draw_series(LineSeries::new(finite(&c.loss), &BLUE))
             .map_err(e)?;
@@ -124,20 +117,12 @@ fn draw<DB: DrawingBackend>(
     {
         let (lo, hi) = range(&c.scale, true);
         let mut b = ChartBuilder::on(&panels[1]);
-        b.margin(12)
-            .x_label_area_size(if text { 30 } else { 0 })
-            .y_label_area_size(if text { 60 } else { 0 });
-        if text {
-            b.caption("loss scale (log)", ("sans-serif", 18));
-        }
+        b.margin(12).x_label_area_size(30).y_label_area_size(60);
+        b.caption("loss scale (log)", ("sans-serif", 18));
         let mut chart = b
             .build_cartesian_2d(0.0..steps, (lo..hi).log_scale())
             .map_err(e)?;
-        let mut mesh = chart.configure_mesh();
-        if !text {
-            mesh.x_labels(0).y_labels(0);
-        }
-        mesh.draw().map_err(e)?;
+        chart.configure_mesh().draw().map_err(e)?;
         let pts: Vec<(f64, f64)> = c
             .scale
             .iter()
@@ -150,27 +135,62 @@ fn draw<DB: DrawingBackend>(
     {
         let (lo, hi) = range(&c.underflow, false);
         let mut b = ChartBuilder::on(&panels[2]);
-        b.margin(12)
-            .x_label_area_size(if text { 30 } else { 0 })
-            .y_label_area_size(if text { 60 } else { 0 });
-        if text {
-            b.caption(
-                "gradient elements underflowed at the scale (fraction)",
-                ("sans-serif", 18),
-            );
-        }
+        b.margin(12).x_label_area_size(30).y_label_area_size(60);
+        b.caption(
+            "gradient elements underflowed at the scale (fraction)",
+            ("sans-serif", 18),
+        );
         let mut chart = b.build_cartesian_2d(0.0..steps, lo..hi).map_err(e)?;
-        let mut mesh = chart.configure_mesh();
-        if text {
-            mesh.x_desc("step");
-        } else {
-            mesh.x_labels(0).y_labels(0);
-        }
-        mesh.draw().map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_label_formatter(&|v| format!("{v:.1e}"))
+            .draw()
+            .map_err(e)?;
         chart
             .draw_series(LineSeries::new(finite(&c.underflow), &GREEN))
             .map_err(e)?;
     }
     root.present().map_err(e)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dark pixels (each channel under 100) in a rectangle of an RGB buffer of width SIZE.0.
+    fn dark(buf: &[u8], x: std::ops::Range<u32>, y: std::ops::Range<u32>) -> usize {
+        let w = SIZE.0 as usize;
+        y.flat_map(|r| x.clone().map(move |c| (r as usize * w + c as usize) * 3))
+            .filter(|&i| buf[i] < 100 && buf[i + 1] < 100 && buf[i + 2] < 100)
+            .count()
+    }
+
+    #[test]
+    fn the_png_carries_titles_and_tick_numbers() {
+        register_font().unwrap();
+        let curves = Curves {
+            loss: (0..100)
+                .map(|i| (i as f64, 2.3 / (1.0 + i as f64)))
+                .collect(),
+            scale: (0..100).map(|i| (i as f64, 65536.0)).collect(),
+            underflow: (0..100).map(|i| (i as f64, 1e-3)).collect(),
+        };
+        let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+        draw(
+            BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area(),
+            &curves,
+        )
+        .unwrap();
+        // The first panel's title sits in its top band, centred; its y tick numbers left of the
+        // plot; the last panel's x tick numbers and "step" under it. Lines and frames are thin
+        // and grey or coloured, so dark pixels there are text.
+        let title = dark(&buf, 350..650, 12..34);
+        let y_ticks = dark(&buf, 12..60, 50..250);
+        let x_ticks = dark(&buf, 80..980, 866..898);
+        assert!(title > 20, "title pixels {title}");
+        assert!(y_ticks > 20, "y tick pixels {y_ticks}");
+        assert!(x_ticks > 20, "x tick pixels {x_ticks}");
+    }
 }

@@ -10,13 +10,49 @@
 
 use crate::gemm::Scalar;
 
+/// The element types max-pooling runs on, with their row kernel: the portable one, and for f32
+/// the AVX2 one where the CPU has AVX2 (identical results). The dispatch lives here, beside
+/// the kernels, so the GEMM's `Scalar` needs nothing of pooling.
+pub trait PoolScalar: Scalar {
+    /// 2x2 max-pool of a pair of NaN-free rows: see [`max_pool_rows_portable`].
+    fn max_pool_rows(top: &[Self], bot: &[Self], out: &mut [Self], idx: &mut [u8]) {
+        max_pool_rows_portable(top, bot, out, idx)
+    }
+}
+
+impl PoolScalar for f64 {}
+
+impl PoolScalar for f32 {
+    fn max_pool_rows(top: &[f32], bot: &[f32], out: &mut [f32], idx: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = if std::arch::is_x86_feature_detected!("avx2")
+            && top.len() >= 2 * out.len()
+            && bot.len() >= 2 * out.len()
+            && idx.len() >= out.len()
+        {
+            // SAFETY: AVX2 is present and the lengths were checked just above.
+            unsafe { max_pool_rows_avx2(top, bot, out, idx) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        max_pool_rows_portable(
+            &top[2 * done..],
+            &bot[2 * done..],
+            &mut out[done..],
+            &mut idx[done..],
+        );
+    }
+}
+
 /// Forward over `planes` planes of `h x w` (`h`, `w` even): `y` gets `planes * h/2 * w/2`
 /// maxima, `argmax` the winner's position in its window (`2*dy + dx`).
 ///
 /// A plane without NaN takes a branch-free path (the winner is the first element equal to the
 /// maximum, which is what the sequential `>` scan selects); a plane with a NaN takes the
 /// sequential scan itself.
-pub fn forward<T: Scalar>(
+pub fn forward<T: PoolScalar>(
     planes: usize,
     h: usize,
     w: usize,
@@ -93,7 +129,7 @@ pub fn backward<T: Scalar>(
 }
 
 /// 2x2 max-pool of one pair of rows free of NaN (`out.len() == idx.len() == top.len() / 2`),
-/// the portable version of [`Scalar::max_pool_rows`]. The maximum of a window is taken as
+/// the portable version of [`PoolScalar::max_pool_rows`]. The maximum of a window is taken as
 /// `m1 = b > a ? b : a`, `m2 = e > c ? e : c`, `m = m2 > m1 ? m2 : m1`, which is always the
 /// first maximal element in scan order (`a, b, c, e`), so it is what the sequential scan keeps,
 /// signed zeros included; its index is the first element equal to `m`.
@@ -130,12 +166,7 @@ pub fn max_pool_rows_portable<T: Scalar>(top: &[T], bot: &[T], out: &mut [T], id
 /// `idx.len() >= out.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn max_pool_rows_avx2(
-    top: &[f32],
-    bot: &[f32],
-    out: &mut [f32],
-    idx: &mut [u8],
-) -> usize {
+unsafe fn max_pool_rows_avx2(top: &[f32], bot: &[f32], out: &mut [f32], idx: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
     let n = out.len() / 8 * 8;
     let mut o = 0;

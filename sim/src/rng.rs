@@ -23,6 +23,21 @@ impl SeededRng {
         Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
+    /// The stream for `seed` positioned `word_pos` 32-bit words in, where
+    /// [`Self::word_pos`] of another stream of the same seed stood: the draws that follow are
+    /// the ones that stream would have made next (how a run resumes its epoch order).
+    pub fn at(seed: u64, word_pos: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_word_pos(u128::from(word_pos));
+        Self(rng)
+    }
+
+    /// How many 32-bit words of the stream have been consumed (`ChaCha8Rng::get_word_pos`).
+    /// A stream of 2^64 words (2^66 bytes) is never reached by a run, so it fits a `u64`.
+    pub fn word_pos(&self) -> u64 {
+        u64::try_from(self.0.get_word_pos()).unwrap_or(u64::MAX)
+    }
+
     /// The next 64 raw bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()

@@ -11,6 +11,11 @@
 //! test()
 //! ```
 //!
+//! A run's state is one value, [`TrainState`]; a [`Trainer`] advances it a step at a time
+//! ([`Trainer::step`], [`Trainer::run_epoch`]) and can take up a state serialised mid-run, giving
+//! exactly the steps the uninterrupted run takes. [`train`] is the whole run from the seed's
+//! initial weights.
+//!
 //! It knows nothing of devices: the backend does the tensor work, the core's `LossScaler` holds
 //! the scale, an optional [`CrossCheck`] runs the f32 reference beside checked steps, and an
 //! [`Observer`] receives the seed's lines, progress and per-step records. A backend that runs
@@ -18,13 +23,14 @@
 //! cross-checked; the loop reads their outcomes back only to print a line, before a checked step
 //! and at an epoch's end, replaying each into the host's scaler.
 
-use crate::adam::{AdamConfig, AdamState};
+use crate::adam::AdamConfig;
 use crate::backend::{Backend, Batch};
 use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
 use crate::dataset::{Batches, Dataset, Split};
-use crate::error::{Result, SimError};
-use crate::model::{Layer, Params, PARAM_COUNT};
-use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport};
+use crate::error::{DeviceError, Result, SimError};
+use crate::model::{Layer, Params};
+use crate::state::{DataCursor, TrainState};
+use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
 use std::time::Instant;
 
 /// Mixed into the seed for the shuffling stream, so the weights and the epoch order come from
@@ -194,7 +200,7 @@ pub fn progress_line(
     )
 }
 
-/// Evaluates `split` in batches of `batch_size` (forward only, the backend's precision).
+/// Evaluates `split` in batches of `batch_size` (forward only, under the backend's recipe).
 pub fn evaluate(backend: &mut dyn Backend, split: &Split, batch_size: usize) -> Result<TestResult> {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut start = 0;
@@ -313,7 +319,7 @@ impl Ledger<'_> {
 }
 
 /// Queued steps in flight: the backend runs them whole, the loop accounts for them when it
-/// drains (before a line is printed, a step it runs itself, and the end of an epoch).
+/// drains (before a line is printed, a step it runs itself, the end of an epoch and a sync).
 struct Queue {
     pending: Vec<StepAt>,
     /// The backend holds the host scaler's current scale and tracker.
@@ -334,18 +340,21 @@ impl Queue {
         }
         let outcomes = backend.drain_queued()?;
         if outcomes.len() != self.pending.len() {
-            return Err(SimError::Device(format!(
-                "{} steps were queued but the backend returned {} outcomes",
-                self.pending.len(),
-                outcomes.len()
-            )));
+            return Err(DeviceError::OutcomeCount {
+                queued: self.pending.len(),
+                returned: outcomes.len(),
+            }
+            .into());
         }
         for (at, o) in self.pending.drain(..).zip(outcomes) {
             let step = at.step;
-            let disagree = |what: &str, backend_value: String, host_value: String| {
-                SimError::Device(format!(
-                    "step {step}: the backend's {what} ({backend_value}) differs from the host scaler's ({host_value})"
-                ))
+            let disagree = |what: &'static str, backend_value: String, host_value: String| {
+                SimError::from(DeviceError::Disagrees {
+                    step,
+                    what,
+                    backend_value,
+                    host_value,
+                })
             };
             let scale = scaler.scale_f32();
             if o.scale.to_bits() != scale.to_bits() {
@@ -365,7 +374,7 @@ impl Queue {
             }
             scaler
                 .update_from_report(&o.report)
-                .map_err(|e| SimError::Scaler(format!("step {step}: {e}")))?;
+                .map_err(|source| SimError::Scaler { step, source })?;
             let next = scaler.scale_f32();
             if o.next_scale.to_bits() != next.to_bits() {
                 return Err(disagree(
@@ -387,162 +396,408 @@ impl Queue {
     }
 }
 
-/// Trains `backend` on `data` from the seed's initial weights; see the module doc.
+/// Runs a [`TrainState`] forward, one step at a time, on a backend: the seed's loop body (see
+/// the module doc) with the scaler, the optional cross-check and the observer.
+///
+/// The trainer takes a state's tensors into the backend on its first step (or on
+/// [`Trainer::load`]) and keeps them there while it steps: [`Trainer::step`] advances the
+/// state's step, cursor and scaler state, the backend its weights and moments.
+/// [`Trainer::sync`] brings the tensors (and the outcomes of queued steps) back, after which the
+/// state is complete: serialised, read back and handed to a new trainer on a new backend, it
+/// continues with exactly the steps the uninterrupted run takes.
 ///
 /// Steps that are not cross-checked run as queued steps when the backend offers them (see
 /// [`Backend::start_queued_steps`]): no host round trip until a line is printed. The result is
 /// the same either way; the host's scaler replays every step and must agree bit for bit.
+pub struct Trainer<'a> {
+    backend: &'a mut dyn Backend,
+    check: Option<&'a mut CrossCheck>,
+    data: &'a Dataset,
+    config: TrainConfig,
+    scaler_config: ScalerConfig,
+    scaler: LossScaler,
+    /// The epoch order: the current epoch's permutation, drawn at `cursor.rng_word_pos`.
+    batches: Batches,
+    /// The epoch whose order `batches` holds.
+    order_epoch: Option<usize>,
+    queue: Option<Queue>,
+    /// The step of the state whose tensors the backend holds.
+    bound: Option<u64>,
+    ledger: Ledger<'a>,
+    images: Vec<f32>,
+    labels: Vec<u8>,
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer of `backend` on `data` under `config` and the scaler policy `scaler`; offers the
+    /// backend queued steps (uploading the training split when it accepts).
+    pub fn new(
+        backend: &'a mut dyn Backend,
+        check: Option<&'a mut CrossCheck>,
+        data: &'a Dataset,
+        config: &TrainConfig,
+        scaler: ScalerConfig,
+        observer: &'a mut dyn Observer,
+    ) -> Result<Self> {
+        if config.batch_size == 0 || config.log_interval == 0 || config.check_every == 0 {
+            return Err(SimError::Config(
+                "batch size, log interval and check interval must be at least 1".into(),
+            ));
+        }
+        if data.train.is_empty() {
+            return Err(SimError::Config("the training split is empty".into()));
+        }
+        let host_scaler = LossScaler::new(scaler).map_err(SimError::ScalerConfig)?;
+        let checks_every_step = check.is_some() && config.check_every == 1;
+        // Queued steps follow PyTorch's skip rule, so only with the scaler on.
+        let queue = if host_scaler.is_enabled()
+            && !checks_every_step
+            && backend.start_queued_steps(&data.train, &scaler)?
+        {
+            Some(Queue {
+                pending: Vec::new(),
+                scale_loaded: false,
+            })
+        } else {
+            None
+        };
+        let batches = Batches::new(data.train.len(), config.batch_size, 0);
+        let per_epoch = batches.batches_per_epoch();
+        let ledger = Ledger {
+            summary: Summary {
+                backend: backend.describe(),
+                train_seconds: 0.0,
+                wall_seconds: 0.0,
+                images: 0,
+                steps: 0,
+                skipped: 0,
+                final_scale: host_scaler.scale(),
+                test: None,
+                underflow_by_layer: Layer::ALL.iter().map(|&l| (l, 0)).collect(),
+                logit_grad_underflow: 0,
+                checked_steps: 0,
+                worst: None,
+                bounds: check.as_ref().map(|c| *c.bounds()),
+                divergent_steps: 0,
+                wrong_skips: 0,
+                params: Params::zeros(),
+            },
+            observer,
+            log_interval: config.log_interval,
+            dataset_len: data.train.len(),
+            per_epoch,
+        };
+        Ok(Self {
+            backend,
+            check,
+            data,
+            config: config.clone(),
+            scaler_config: scaler,
+            scaler: host_scaler,
+            batches,
+            order_epoch: None,
+            queue,
+            bound: None,
+            ledger,
+            images: Vec::new(),
+            labels: Vec::new(),
+        })
+    }
+
+    /// Hands `state` to the backend (weights, Adam state) and to the host's scaler; the next
+    /// [`Self::step`] continues it. Outcomes of queued steps of a previous state are accounted
+    /// for first.
+    pub fn load(&mut self, state: &TrainState) -> Result<()> {
+        self.drain()?;
+        let mut scaler = LossScaler::new(self.scaler_config).map_err(SimError::ScalerConfig)?;
+        match (&state.scaler, scaler.is_enabled()) {
+            (Some(s), true) => scaler.load_state(s).map_err(|source| SimError::Scaler {
+                step: state.step,
+                source,
+            })?,
+            (None, false) => {}
+            (saved, _) => {
+                return Err(SimError::Config(format!(
+                    "state at step {}: loss scaling is {} in the state but {} in the run",
+                    state.step,
+                    if saved.is_some() { "on" } else { "off" },
+                    if scaler.is_enabled() { "on" } else { "off" },
+                )))
+            }
+        }
+        // The recipe's state must be the backend's recipe's (its tensors, when a recipe has
+        // some, travel with the backend's state).
+        self.backend.recipe().clone().load_state(&state.recipe)?;
+        self.backend.load_params(&state.params)?;
+        self.backend.load_optimizer(&state.adam)?;
+        self.scaler = scaler;
+        self.order_epoch = None;
+        if let Some(q) = self.queue.as_mut() {
+            q.scale_loaded = false;
+        }
+        self.bound = Some(state.step);
+        Ok(())
+    }
+
+    /// The steps of an epoch: `max_batches` or all of them.
+    fn batches_per_epoch(&self) -> usize {
+        let per_epoch = self.ledger.per_epoch;
+        self.config
+            .max_batches
+            .map_or(per_epoch, |m| m.min(per_epoch))
+    }
+
+    /// Whether `state` has run all the configured epochs.
+    pub fn is_done(&self, state: &TrainState) -> bool {
+        state.cursor.epoch >= self.config.epochs || self.batches_per_epoch() == 0
+    }
+
+    /// Accounts for the queued steps still pending.
+    fn drain(&mut self) -> Result<()> {
+        if let Some(q) = self.queue.as_mut() {
+            q.drain(self.backend, &mut self.scaler, &mut self.ledger)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one step of `state` (the batch its cursor points at), unless the run is done;
+    /// returns whether it took one. Loads the state first when the backend holds another one
+    /// (see [`Self::load`]).
+    pub fn step(&mut self, state: &mut TrainState) -> Result<bool> {
+        if self.is_done(state) {
+            return Ok(false);
+        }
+        if self.bound != Some(state.step) {
+            self.load(state)?;
+        }
+        let cursor = state.cursor;
+        if self.order_epoch != Some(cursor.epoch) {
+            self.batches = Batches::at(
+                self.data.train.len(),
+                self.config.batch_size,
+                cursor.shuffle_seed,
+                cursor.rng_word_pos,
+            );
+            let order = self.batches.next_order();
+            if self.queue.is_some() {
+                self.backend.set_order(order)?;
+            }
+            self.order_epoch = Some(cursor.epoch);
+        }
+        let batch_size = self.config.batch_size;
+        let start = cursor.batch * batch_size;
+        let end = (start + batch_size).min(self.data.train.len());
+        let at = StepAt {
+            step: state.step,
+            epoch: cursor.epoch,
+            batch: cursor.batch,
+            len: end - start,
+        };
+        let shown = self.batches_per_epoch();
+        let checked =
+            self.check.is_some() && at.step.is_multiple_of(self.config.check_every as u64);
+        if let Some(q) = self.queue.as_mut().filter(|_| !checked) {
+            if !q.scale_loaded {
+                self.backend
+                    .load_scale(self.scaler.scale_f32(), self.scaler.growth_tracker())?;
+                q.scale_loaded = true;
+            }
+            self.backend.queue_step(start, at.len, &self.config.adam)?;
+            q.pending.push(at);
+            // The loss is read back only when its line is printed.
+            if at.batch.is_multiple_of(self.config.log_interval) {
+                q.drain(self.backend, &mut self.scaler, &mut self.ledger)?;
+            }
+        } else {
+            if let Some(q) = self.queue.as_mut() {
+                // The host's scaler must be current before a step it drives.
+                q.drain(self.backend, &mut self.scaler, &mut self.ledger)?;
+                q.scale_loaded = false;
+            }
+            self.direct_step(at, checked)?;
+        }
+        self.ledger.observer.progress(at.epoch, at.batch, shown);
+        state.step += 1;
+        state.cursor.batch += 1;
+        if state.cursor.batch >= shown {
+            self.drain()?;
+            state.cursor = DataCursor {
+                epoch: cursor.epoch + 1,
+                batch: 0,
+                shuffle_seed: cursor.shuffle_seed,
+                rng_word_pos: self.batches.word_pos(),
+            };
+        }
+        if self.queue.as_ref().is_none_or(|q| q.pending.is_empty()) {
+            state.scaler = self.scaler.state();
+        }
+        self.bound = Some(state.step);
+        Ok(true)
+    }
+
+    /// One step through the four calls (and the cross-check when `checked`).
+    fn direct_step(&mut self, at: StepAt, checked: bool) -> Result<()> {
+        let order = self.batches.order();
+        let start = at.batch * self.config.batch_size;
+        let indices = &order[start..start + at.len];
+        self.data
+            .train
+            .gather(indices, &mut self.images, &mut self.labels);
+        let batch = Batch {
+            images: &self.images,
+            labels: &self.labels,
+        };
+        let scaler = &mut self.scaler;
+        let scale = scaler.scale_f32();
+        let loss = self.backend.forward_backward(batch, scale)?;
+        let mut record = match self.check.as_deref_mut() {
+            Some(c) if checked => {
+                Some(c.compare(&*self.backend, batch, loss, scale, scaler.inv_scale())?)
+            }
+            _ => None,
+        };
+        let report = self.backend.unscale_and_check(scaler.inv_scale())?;
+        // GradScaler.step: skip on any inf/NaN; a disabled scaler always steps.
+        let skipped = scaler.is_enabled() && report.found_inf();
+        if !skipped {
+            self.backend.adam_step(&self.config.adam)?;
+        }
+        scaler
+            .update_from_report(&report)
+            .map_err(|source| SimError::Scaler {
+                step: at.step,
+                source,
+            })?;
+        if let (Some(r), Some(c)) = (record.as_mut(), self.check.as_deref()) {
+            r.settle(skipped, scaler.is_enabled(), c.bounds());
+        }
+        self.ledger.account(DoneStep {
+            at,
+            loss,
+            scale,
+            report,
+            skipped,
+            check: record,
+        })
+    }
+
+    /// Steps `state` to the end of its current epoch (or the end of the run).
+    pub fn run_epoch(&mut self, state: &mut TrainState) -> Result<()> {
+        let epoch = state.cursor.epoch;
+        while state.cursor.epoch == epoch && self.step(state)? {}
+        Ok(())
+    }
+
+    /// Steps `state` through the remaining epochs.
+    pub fn run(&mut self, state: &mut TrainState) -> Result<()> {
+        while self.step(state)? {}
+        Ok(())
+    }
+
+    /// Completes `state`: accounts for queued steps (their scaler updates included) and copies
+    /// the weights and the Adam state back from the backend. After it the state holds everything
+    /// the run needs to continue.
+    pub fn sync(&mut self, state: &mut TrainState) -> Result<()> {
+        if self.bound != Some(state.step) {
+            return Ok(());
+        }
+        self.drain()?;
+        state.scaler = self.scaler.state();
+        state.recipe = self.backend.recipe().state();
+        self.backend.read_params(&mut state.params)?;
+        self.backend.read_optimizer(&mut state.adam)?;
+        Ok(())
+    }
+
+    /// Evaluates the test split with the backend's weights and prints the seed's test line.
+    pub fn evaluate(&mut self) -> Result<TestResult> {
+        self.drain()?;
+        let test = evaluate(self.backend, &self.data.test, self.config.batch_size)?;
+        self.ledger.observer.line(&test.line());
+        Ok(test)
+    }
+
+    /// The host's loss scaler (current after [`Self::sync`]).
+    pub fn scaler(&self) -> &LossScaler {
+        &self.scaler
+    }
+
+    /// What the steps this trainer took added up to (its `test`, timings and `params` are left
+    /// to the caller).
+    pub fn summary(&self) -> &Summary {
+        &self.ledger.summary
+    }
+}
+
+/// Trains `backend` on `data` from the seed's initial weights through all of `config`'s epochs
+/// (see [`Trainer`]), evaluates the test split when configured, and leaves `scaler` as the run
+/// left it.
 pub fn train(
     backend: &mut dyn Backend,
     scaler: &mut LossScaler,
-    mut check: Option<&mut CrossCheck>,
+    check: Option<&mut CrossCheck>,
     data: &Dataset,
     config: &TrainConfig,
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
-    if config.batch_size == 0 || config.log_interval == 0 || config.check_every == 0 {
-        return Err(SimError::Config(
-            "batch size, log interval and check interval must be at least 1".into(),
-        ));
-    }
-    if data.train.is_empty() {
-        return Err(SimError::Config("the training split is empty".into()));
-    }
+    let recipe = backend.recipe().state();
+    let state = TrainState::init(config, scaler, recipe);
+    let (summary, _) = train_from(
+        state,
+        backend,
+        scaler,
+        check,
+        data,
+        config,
+        observer,
+        &mut |_, _| Ok(true),
+    )?;
+    Ok(summary)
+}
+
+/// Called after every step with the trainer and the state, e.g. to write a checkpoint (call
+/// [`Trainer::sync`] first: between steps the state's tensors live in the backend); returns
+/// whether to go on (false stops the run there, without the test evaluation).
+pub type AfterStep<'f> = dyn FnMut(&mut Trainer<'_>, &mut TrainState) -> Result<bool> + 'f;
+
+/// [`train`] from any state (a resumed checkpoint, weights from a file), calling `after_step`
+/// after every step; returns the summary and the final, synchronised state. `scaler` gives the
+/// policy (the state carries the scaler's state) and is left as the run left it.
+#[allow(clippy::too_many_arguments)]
+pub fn train_from(
+    mut state: TrainState,
+    backend: &mut dyn Backend,
+    scaler: &mut LossScaler,
+    check: Option<&mut CrossCheck>,
+    data: &Dataset,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+    after_step: &mut AfterStep<'_>,
+) -> Result<(Summary, TrainState)> {
     let wall = Instant::now();
-    backend.load_params(&Params::init(config.seed))?;
-    backend.load_optimizer(&AdamState::new(PARAM_COUNT))?;
-    let mut batches = Batches::new(
-        data.train.len(),
-        config.batch_size,
-        config.seed ^ SHUFFLE_SEED_XOR,
-    );
-    let per_epoch = batches.batches_per_epoch();
-    let checks_every_step = check.is_some() && config.check_every == 1;
-    // Queued steps follow PyTorch's skip rule, so only with the scaler on.
-    let mut queue = if scaler.is_enabled()
-        && !checks_every_step
-        && backend.start_queued_steps(&data.train, scaler.config())?
-    {
-        Some(Queue {
-            pending: Vec::new(),
-            scale_loaded: false,
-        })
+    let mut trainer = Trainer::new(backend, check, data, config, *scaler.config(), observer)?;
+    trainer.load(&state)?;
+    let train_start = Instant::now();
+    let mut finished = true;
+    while trainer.step(&mut state)? {
+        if !after_step(&mut trainer, &mut state)? {
+            finished = trainer.is_done(&state);
+            break;
+        }
+    }
+    trainer.sync(&mut state)?;
+    let train_seconds = train_start.elapsed().as_secs_f64();
+    let test = if finished && config.evaluate && !data.test.is_empty() {
+        Some(trainer.evaluate()?)
     } else {
         None
     };
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let mut ledger = Ledger {
-        summary: Summary {
-            backend: backend.describe(),
-            train_seconds: 0.0,
-            wall_seconds: 0.0,
-            images: 0,
-            steps: 0,
-            skipped: 0,
-            final_scale: scaler.scale(),
-            test: None,
-            underflow_by_layer: Layer::ALL.iter().map(|&l| (l, 0)).collect(),
-            logit_grad_underflow: 0,
-            checked_steps: 0,
-            worst: None,
-            bounds: check.as_ref().map(|c| *c.bounds()),
-            divergent_steps: 0,
-            wrong_skips: 0,
-            params: Params::zeros(),
-        },
-        observer,
-        log_interval: config.log_interval,
-        dataset_len: data.train.len(),
-        per_epoch,
-    };
-    let shown = config.max_batches.map_or(per_epoch, |m| m.min(per_epoch));
-    let mut step: u64 = 0;
-    let train_start = Instant::now();
-    for epoch in 0..config.epochs {
-        let order = batches.next_order();
-        if queue.is_some() {
-            backend.set_order(order)?;
-        }
-        for (batch_idx, indices) in order.chunks(config.batch_size).enumerate() {
-            if config.max_batches.is_some_and(|m| batch_idx >= m) {
-                break;
-            }
-            let at = StepAt {
-                step,
-                epoch,
-                batch: batch_idx,
-                len: indices.len(),
-            };
-            let checked = check.is_some() && step.is_multiple_of(config.check_every as u64);
-            if let Some(q) = queue.as_mut().filter(|_| !checked) {
-                if !q.scale_loaded {
-                    backend.load_scale(scaler.scale_f32(), scaler.growth_tracker())?;
-                    q.scale_loaded = true;
-                }
-                backend.queue_step(batch_idx * config.batch_size, indices.len(), &config.adam)?;
-                q.pending.push(at);
-                step += 1;
-                // The loss is read back only when its line is printed.
-                if batch_idx.is_multiple_of(config.log_interval) {
-                    q.drain(backend, scaler, &mut ledger)?;
-                }
-                ledger.observer.progress(epoch, batch_idx, shown);
-                continue;
-            }
-            if let Some(q) = queue.as_mut() {
-                // The host's scaler must be current before a step it drives.
-                q.drain(backend, scaler, &mut ledger)?;
-                q.scale_loaded = false;
-            }
-            data.train.gather(indices, &mut images, &mut labels);
-            let batch = Batch {
-                images: &images,
-                labels: &labels,
-            };
-            let scale = scaler.scale_f32();
-            let loss = backend.forward_backward(batch, scale)?;
-            let mut record = match check.as_deref_mut() {
-                Some(c) if checked => {
-                    Some(c.compare(backend, batch, loss, scale, scaler.inv_scale())?)
-                }
-                _ => None,
-            };
-            let report = backend.unscale_and_check(scaler.inv_scale())?;
-            // GradScaler.step: skip on any inf/NaN; a disabled scaler always steps.
-            let skipped = scaler.is_enabled() && report.found_inf();
-            if !skipped {
-                backend.adam_step(&config.adam)?;
-            }
-            scaler
-                .update_from_report(&report)
-                .map_err(|e| SimError::Scaler(format!("step {step}: {e}")))?;
-            if let (Some(r), Some(c)) = (record.as_mut(), check.as_deref()) {
-                r.settle(skipped, scaler.is_enabled(), c.bounds());
-            }
-            ledger.account(DoneStep {
-                at,
-                loss,
-                scale,
-                report,
-                skipped,
-                check: record,
-            })?;
-            step += 1;
-            ledger.observer.progress(epoch, batch_idx, shown);
-        }
-        if let Some(q) = queue.as_mut() {
-            q.drain(backend, scaler, &mut ledger)?;
-        }
-    }
-    let mut summary = ledger.summary;
-    summary.train_seconds = train_start.elapsed().as_secs_f64();
+    *scaler = trainer.scaler().clone();
+    let mut summary = trainer.summary().clone();
+    summary.train_seconds = train_seconds;
     summary.final_scale = scaler.scale();
-    if config.evaluate && !data.test.is_empty() {
-        let test = evaluate(backend, &data.test, config.batch_size)?;
-        ledger.observer.line(&test.line());
-        summary.test = Some(test);
-    }
-    backend.read_params(&mut summary.params)?;
+    summary.test = test;
+    summary.params = state.params.clone();
     summary.wall_seconds = wall.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok((summary, state))
 }

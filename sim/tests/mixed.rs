@@ -8,7 +8,7 @@ use halfscale_sim::dataset::IMAGE_PIXELS;
 use halfscale_sim::linear::Linear;
 use halfscale_sim::model::{Params, FC2};
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::{Backend, Batch, Precision};
+use halfscale_sim::{Backend, Batch, LowFormat, Recipe};
 
 fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
     let mut rng = SeededRng::new(seed);
@@ -19,15 +19,18 @@ fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
     (images, labels)
 }
 
-fn all_representable(p: Precision, v: &[f32]) -> bool {
+fn all_representable(p: LowFormat, v: &[f32]) -> bool {
     v.iter().all(|&x| p.is_representable(x))
 }
 
 #[test]
 fn every_rounding_point_holds_low_precision_values() {
-    for p in [Precision::Fp16, Precision::Bf16] {
+    for (recipe, p) in [
+        (Recipe::mixed_fp16(), LowFormat::F16),
+        (Recipe::mixed_bf16(), LowFormat::Bf16),
+    ] {
         let (images, labels) = batch(19, 3); // not a multiple of the group size
-        let mut be = CpuBackend::new(p, 32);
+        let mut be = CpuBackend::new(recipe, 32);
         be.load_params(&Params::init(5)).unwrap();
         let loss = be
             .forward_backward(
@@ -59,7 +62,7 @@ fn every_rounding_point_holds_low_precision_values() {
 #[test]
 fn fp32_path_rounds_nothing() {
     let (images, labels) = batch(8, 4);
-    let mut be = CpuBackend::new(Precision::Fp32, 8);
+    let mut be = CpuBackend::new(Recipe::fp32(), 8);
     be.load_params(&Params::init(6)).unwrap();
     be.forward_backward(
         Batch {
@@ -71,7 +74,7 @@ fn fp32_path_rounds_nothing() {
     .unwrap();
     let mut grads = Params::zeros();
     be.read_grads(&mut grads).unwrap();
-    assert!(!all_representable(Precision::Fp16, &grads.data));
+    assert!(!all_representable(LowFormat::F16, &grads.data));
 }
 
 #[test]
@@ -122,7 +125,7 @@ fn without_scaling_small_logit_gradients_flush_to_zero() {
     }
     let labels0 = vec![0u8; labels.len()];
     let count_zero = |scale: f32| {
-        let mut be = CpuBackend::new(Precision::Fp16, 8);
+        let mut be = CpuBackend::new(Recipe::mixed_fp16(), 8);
         be.load_params(&params).unwrap();
         be.forward_backward(
             Batch {
@@ -134,7 +137,7 @@ fn without_scaling_small_logit_gradients_flush_to_zero() {
         .unwrap();
         be.logit_grads().iter().filter(|&&g| g == 0.0).count()
     };
-    let mut reference = CpuBackend::new(Precision::Fp32, 8);
+    let mut reference = CpuBackend::new(Recipe::fp32(), 8);
     reference.load_params(&params).unwrap();
     reference
         .forward_backward(

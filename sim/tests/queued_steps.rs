@@ -14,7 +14,7 @@ use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Split;
 use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::train::{self, Summary, TrainConfig};
-use halfscale_sim::{Backend, Batch, Precision, SimError};
+use halfscale_sim::{Backend, Batch, Recipe, SimError};
 
 const BATCH: usize = 64;
 const EPOCHS: usize = 3;
@@ -42,7 +42,7 @@ struct Queuing {
 impl Queuing {
     fn new(tamper: Option<usize>) -> Self {
         Self {
-            inner: CpuBackend::new(Precision::Fp16, BATCH),
+            inner: CpuBackend::new(Recipe::mixed_fp16(), BATCH),
             train: None,
             scaler: ScalerConfig::pytorch(),
             scale: f32::NAN,
@@ -62,8 +62,8 @@ impl Backend for Queuing {
     fn describe(&self) -> String {
         "queuing test backend".into()
     }
-    fn precision(&self) -> Precision {
-        self.inner.precision()
+    fn recipe(&self) -> &Recipe {
+        self.inner.recipe()
     }
     fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
         self.inner.load_params(params)
@@ -195,8 +195,8 @@ fn run(
     let mut scaler = LossScaler::new(scaler).unwrap();
     let mut check = check_every.map(|_| {
         CrossCheck::new(
-            Box::new(CpuBackend::new(Precision::Fp32, BATCH)),
-            Precision::Fp16,
+            Box::new(CpuBackend::new(Recipe::fp32(), BATCH)),
+            &Recipe::mixed_fp16(),
         )
     });
     let mut seen = Collect::default();
@@ -252,7 +252,7 @@ fn queued_steps_give_the_run_the_four_calls_give_and_read_back_only_to_print() {
     let mut queuing = Queuing::new(None);
     let queued = run(&mut queuing, busy_scaler(), None).unwrap();
     let direct = run(
-        &mut CpuBackend::new(Precision::Fp16, BATCH),
+        &mut CpuBackend::new(Recipe::mixed_fp16(), BATCH),
         busy_scaler(),
         None,
     )
@@ -284,7 +284,7 @@ fn cross_checked_steps_interleave_with_queued_ones() {
     let mut queuing = Queuing::new(None);
     let queued = run(&mut queuing, busy_scaler(), Some(3)).unwrap();
     let direct = run(
-        &mut CpuBackend::new(Precision::Fp16, BATCH),
+        &mut CpuBackend::new(Recipe::mixed_fp16(), BATCH),
         busy_scaler(),
         Some(3),
     )
@@ -325,7 +325,12 @@ fn policies_beyond_pytorch_and_checking_every_step_use_the_four_calls() {
     ] {
         let mut queuing = Queuing::new(None);
         let via_trait = run(&mut queuing, scaler, check).unwrap();
-        let direct = run(&mut CpuBackend::new(Precision::Fp16, BATCH), scaler, check).unwrap();
+        let direct = run(
+            &mut CpuBackend::new(Recipe::mixed_fp16(), BATCH),
+            scaler,
+            check,
+        )
+        .unwrap();
         assert_same_run(&via_trait, &direct);
         assert_eq!(queuing.queued, 0, "{scaler:?}, check {check:?}");
     }
@@ -333,7 +338,7 @@ fn policies_beyond_pytorch_and_checking_every_step_use_the_four_calls() {
 
 #[test]
 fn a_backend_without_queued_steps_declines_and_refuses_them() {
-    let mut cpu = CpuBackend::new(Precision::Fp16, BATCH);
+    let mut cpu = CpuBackend::new(Recipe::mixed_fp16(), BATCH);
     assert!(!cpu
         .start_queued_steps(&data().train, &ScalerConfig::pytorch())
         .unwrap());
@@ -343,9 +348,61 @@ fn a_backend_without_queued_steps_declines_and_refuses_them() {
         cpu.queue_step(0, 1, &AdamConfig::default()).unwrap_err(),
     ] {
         assert!(
-            matches!(&err, SimError::Device(m) if m.contains("does not run queued steps")),
+            matches!(&err, SimError::Device(m) if m.to_string().contains("does not run queued steps")),
             "{err}"
         );
     }
     assert!(cpu.drain_queued().unwrap().is_empty());
+}
+
+#[test]
+fn a_queued_run_split_and_resumed_from_json_takes_the_uninterrupted_steps() {
+    use halfscale_sim::state::TrainState;
+    use halfscale_sim::train::Trainer;
+    let data = data();
+    let config = TrainConfig {
+        epochs: EPOCHS,
+        log_interval: 2,
+        evaluate: false,
+        ..TrainConfig::default()
+    };
+    // Splits between drains (step 5 is queued and not yet read back when the run stops).
+    let split = |splits: &[u64]| {
+        let mut state = TrainState::init(
+            &config,
+            &LossScaler::new(busy_scaler()).unwrap(),
+            Recipe::mixed_fp16().state(),
+        );
+        let mut seen = Collect::default();
+        let mut queued = 0;
+        for end in splits.iter().copied().chain([STEPS as u64]) {
+            let mut queuing = Queuing::new(None);
+            let mut trainer =
+                Trainer::new(&mut queuing, None, &data, &config, busy_scaler(), &mut seen).unwrap();
+            while state.step < end {
+                assert!(trainer.step(&mut state).unwrap());
+            }
+            trainer.sync(&mut state).unwrap();
+            drop(trainer);
+            queued += queuing.queued;
+            state = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        }
+        (state, seen, queued)
+    };
+    let (whole, whole_seen, _) = split(&[]);
+    let (resumed, resumed_seen, queued) = split(&[3, 5, 9]);
+    assert_eq!(queued, STEPS, "every step ran queued");
+    assert_eq!(resumed, whole);
+    assert_eq!(resumed_seen.lines, whole_seen.lines);
+    assert_eq!(
+        format!("{:?}", resumed_seen.records),
+        format!("{:?}", whole_seen.records)
+    );
+    let direct = run(
+        &mut CpuBackend::new(Recipe::mixed_fp16(), BATCH),
+        busy_scaler(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(bits(&whole.params.data), bits(&direct.summary.params.data));
 }

@@ -12,17 +12,17 @@ use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::rng::SeededRng;
 use halfscale_sim::train::{self, progress_line, TestResult, TrainConfig};
-use halfscale_sim::{Backend, Batch, Precision};
+use halfscale_sim::{Backend, Batch, Recipe};
 
 fn run(
-    precision: Precision,
+    precision: Recipe,
     scaler: ScalerConfig,
     batches: usize,
     seed: u64,
 ) -> (train::Summary, Collect, AdamState) {
-    let mut backend = CpuBackend::new(precision, 64);
+    let mut backend = CpuBackend::new(precision.clone(), 64);
     let mut scaler = LossScaler::new(scaler).unwrap();
-    let mut check = CrossCheck::new(Box::new(CpuBackend::new(Precision::Fp32, 64)), precision);
+    let mut check = CrossCheck::new(Box::new(CpuBackend::new(Recipe::fp32(), 64)), &precision);
     let mut obs = Collect::default();
     let config = TrainConfig {
         seed,
@@ -55,7 +55,7 @@ fn a_skipped_step_leaves_weights_and_optimizer_bit_identical() {
         init_scale: 2f64.powi(100),
         ..ScalerConfig::pytorch()
     };
-    let (s, obs, adam) = run(Precision::Fp16, huge, 1, 3);
+    let (s, obs, adam) = run(Recipe::mixed_fp16(), huge, 1, 3);
     assert_eq!(s.skipped, 1);
     assert_eq!(bits(&s.params.data), bits(&Params::init(3).data));
     assert_eq!(adam, AdamState::new(PARAM_COUNT));
@@ -75,7 +75,7 @@ fn two_batch_runs_are_deterministic_for_a_seed_and_across_thread_counts() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| run(Precision::Fp16, ScalerConfig::pytorch(), 2, seed))
+        pool.install(|| run(Recipe::mixed_fp16(), ScalerConfig::pytorch(), 2, seed))
     };
     let (a, oa, _) = go(2, 5);
     let (b, ob, _) = go(2, 5);
@@ -96,8 +96,8 @@ fn two_batch_runs_are_deterministic_for_a_seed_and_across_thread_counts() {
 
 #[test]
 fn mixed_training_learns_and_stays_within_the_cross_check_bounds() {
-    for p in [Precision::Fp16, Precision::Bf16] {
-        let (s, obs, _) = run(p, ScalerConfig::pytorch(), 4, 1);
+    for p in [Recipe::mixed_fp16(), Recipe::mixed_bf16()] {
+        let (s, obs, _) = run(p.clone(), ScalerConfig::pytorch(), 4, 1);
         assert_eq!(s.checked_steps, 4);
         assert_eq!(s.divergent_steps, 0, "{p:?}: {:?}", s.worst);
         assert_eq!(s.wrong_skips, 0);
@@ -106,7 +106,7 @@ fn mixed_training_learns_and_stays_within_the_cross_check_bounds() {
         assert!(s.test.is_some());
     }
     // 12 epochs' worth of steps on the synthetic set: it is learnable.
-    let mut backend = CpuBackend::new(Precision::Fp16, 64);
+    let mut backend = CpuBackend::new(Recipe::mixed_fp16(), 64);
     let mut scaler = LossScaler::new(ScalerConfig::pytorch()).unwrap();
     let config = TrainConfig {
         epochs: 12,
@@ -219,7 +219,7 @@ fn network_gradient_matches_an_f64_composition_and_its_finite_differences() {
     let n = 19; // two full groups of 8 and a partial one
     let (images, labels) = d.train.slice(0, n);
     let params = Params::init(8);
-    let mut be = CpuBackend::new(Precision::Fp32, n);
+    let mut be = CpuBackend::new(Recipe::fp32(), n);
     be.load_params(&params).unwrap();
     let loss = be.forward_backward(Batch { images, labels }, 1.0).unwrap();
     let mut grads = Params::zeros();
@@ -313,12 +313,12 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
     for w in params.layer_mut(halfscale_sim::Layer::Conv1).0.iter_mut() {
         *w *= 1e5; // conv1 overflows fp16 in the forward pass
     }
-    let mut be = CpuBackend::new(Precision::Fp16, 8);
+    let mut be = CpuBackend::new(Recipe::mixed_fp16(), 8);
     be.load_params(&params).unwrap();
     let loss = be.forward_backward(batch, 1.0).unwrap();
     let mut check = CrossCheck::new(
-        Box::new(CpuBackend::new(Precision::Fp32, 8)),
-        Precision::Fp16,
+        Box::new(CpuBackend::new(Recipe::fp32(), 8)),
+        &Recipe::mixed_fp16(),
     );
     let bounds = *check.bounds();
     let mut r = check.compare(&be, batch, loss, 1.0, 1.0).unwrap();
@@ -338,7 +338,7 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
 
 #[test]
 fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
-    let mut be = CpuBackend::new(Precision::Fp16, 8);
+    let mut be = CpuBackend::new(Recipe::mixed_fp16(), 8);
     be.load_params(&Params::init(3)).unwrap();
     let short = Params {
         data: vec![0.5; PARAM_COUNT - 1],
@@ -377,4 +377,47 @@ fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
     let mut adam = AdamState::new(0);
     be.read_optimizer(&mut adam).unwrap();
     assert_eq!((adam.step, adam.exp_avg.len()), (0, PARAM_COUNT));
+}
+
+#[test]
+fn a_scaler_error_mid_run_names_the_step_and_keeps_the_scaler_error_as_its_source() {
+    use halfscale_core::scaler::ScalerError;
+    use halfscale_sim::dataset::{Dataset, IMAGE_PIXELS};
+    use halfscale_sim::SimError;
+    // A NaN pixel makes the loss and the gradients NaN; the recommended policy errors on NaN.
+    let mut data = Dataset {
+        train: common::synthetic(8, 1),
+        test: common::synthetic(8, 2),
+    };
+    data.train.images[3 * IMAGE_PIXELS + 100] = f32::NAN;
+    let mut backend = CpuBackend::new(Recipe::mixed_fp16(), 8);
+    let mut scaler = LossScaler::new(ScalerConfig::recommended()).unwrap();
+    let config = TrainConfig {
+        batch_size: 8,
+        evaluate: false,
+        ..TrainConfig::default()
+    };
+    let err = train::train(
+        &mut backend,
+        &mut scaler,
+        None,
+        &data,
+        &config,
+        &mut Collect::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SimError::Scaler { step: 0, .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("loss scaler: step 0: NaN gradient"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        matches!(
+            source.downcast_ref::<ScalerError>(),
+            Some(ScalerError::NanGradient { .. })
+        ),
+        "{source}"
+    );
 }

@@ -1,18 +1,25 @@
-//! `halfscale train`: the seed's MNIST training on the CPU, in f32 or emulated mixed precision,
-//! cross-checked against an f32 reference (see `halfscale-sim`).
+//! `halfscale train`: the seed's MNIST training on the CPU (f32, or mixed precision emulated
+//! exactly) or the GPU (`--device cuda|auto`, mixed fp16), cross-checked against an f32
+//! reference on the CPU (see `halfscale-sim`).
 //!
 //! stdout carries the seed's lines byte for byte, then a short summary; stderr a progress bar
 //! (only when it is a terminal), cross-check warnings and errors, one line each.
 
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::backend::Backend;
+use halfscale_sim::checkpoint::{self, DatasetId, RunConfig};
 use halfscale_sim::cpu::CpuBackend;
+use halfscale_sim::crosscheck::census_format;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Dataset;
 use halfscale_sim::metrics::MetricsWriter;
+use halfscale_sim::model::Layer;
 use halfscale_sim::plot::{self, Curves};
-use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig};
-use halfscale_sim::{Precision, Result, SimError};
+use halfscale_sim::recipe::{Role, Site};
+use halfscale_sim::state::TrainState;
+use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig, Trainer};
+use halfscale_sim::weights;
+use halfscale_sim::{Recipe, Result, SimError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,24 +59,26 @@ pub enum ScalerArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory holding the four IDX files (torchvision names, gzip or not).
-    #[arg(long, default_value = "data/MNIST/raw")]
-    pub data: PathBuf,
-    /// Arithmetic: fp32, mixed (fp16 autocast) or bf16 (bfloat16 autocast).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::Mixed)]
-    pub precision: PrecisionArg,
+    /// Directory holding the four IDX files (torchvision names, gzip or not); default:
+    /// ./data/MNIST/raw, else $HALFSCALE_DATA, else the repository's copy.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Arithmetic: fp32, mixed (fp16 autocast) or bf16 (bfloat16 autocast) [default: mixed, or
+    /// the checkpoint's with --resume].
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
     /// Where to run: cpu (default), cuda, or auto.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
     /// Mixed precision without loss scaling (shows the underflow the scaler prevents).
     #[arg(long)]
     pub no_scaler: bool,
-    /// Loss-scaler policy.
-    #[arg(long, value_enum, default_value_t = ScalerArg::Pytorch)]
-    pub scaler: ScalerArg,
-    /// Epochs to train.
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
+    /// Loss-scaler policy [default: pytorch, or the checkpoint's with --resume].
+    #[arg(long, value_enum)]
+    pub scaler: Option<ScalerArg>,
+    /// Epochs to train, in all [default: 1, or the checkpoint's run's with --resume].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -106,6 +115,28 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Start from these weights (safetensors, PyTorch's SimpleCNN state_dict) instead of the
+    /// seeded initialisation.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
+    /// Write the final weights here (safetensors, F32, PyTorch's state_dict names and shapes).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Keep a whole-run checkpoint here, rewritten at the end of every epoch (and every
+    /// --checkpoint-every steps); replaced atomically, so a killed run can always resume.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Also write the checkpoint every N steps.
+    #[arg(long, value_name = "N", requires = "checkpoint", value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: Option<u64>,
+    /// Stop after this many steps in all (counted from the run's start, also when resumed); with
+    /// --checkpoint the state is saved there, for a later --resume.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stop_after: Option<u64>,
+    /// Continue the run saved in this checkpoint (its weights, optimizer, scaler and data order);
+    /// unless --checkpoint says otherwise, keeps checkpointing to the same file.
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
 }
 
 /// Prints the seed's lines, drives the progress bar, writes metrics and collects the curves.
@@ -177,18 +208,37 @@ impl Observer for CliObserver {
     }
 }
 
-fn scaler_config(args: &Args, precision: Precision) -> ScalerConfig {
-    if args.no_scaler || precision == Precision::Fp32 {
-        return ScalerConfig::disabled();
-    }
-    match args.scaler {
-        ScalerArg::Pytorch => ScalerConfig::pytorch(),
-        ScalerArg::Recommended => ScalerConfig::recommended(),
-        ScalerArg::Deepspeed => ScalerConfig::deepspeed(),
+impl PrecisionArg {
+    /// The recipe of the flag: the one place the CLI names formats.
+    pub fn recipe(self) -> Recipe {
+        match self {
+            PrecisionArg::Fp32 => Recipe::fp32(),
+            PrecisionArg::Mixed => Recipe::mixed_fp16(),
+            PrecisionArg::Bf16 => Recipe::mixed_bf16(),
+        }
     }
 }
 
-fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
+/// The scaler's policy name (`none` when scaling is off) and configuration.
+fn scaler_config(args: &Args, scaler: ScalerArg, recipe: &Recipe) -> (String, ScalerConfig) {
+    if args.no_scaler || !recipe.is_mixed() {
+        return ("none".into(), ScalerConfig::disabled());
+    }
+    let config = match scaler {
+        ScalerArg::Pytorch => ScalerConfig::pytorch(),
+        ScalerArg::Recommended => ScalerConfig::recommended(),
+        ScalerArg::Deepspeed => ScalerConfig::deepspeed(),
+    };
+    (value_name(scaler), config)
+}
+
+/// A value's name on the command line.
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
+fn print_summary(s: &Summary, recipe: &Recipe, scaling: bool) {
     println!(
         "Summary: {}: {} steps, {} images in {:.1} s ({:.0} images/s), wall {:.1} s",
         s.backend,
@@ -208,11 +258,8 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
         println!("Cross-check: off");
         return;
     }
-    let format = if precision == Precision::Bf16 {
-        "bf16"
-    } else {
-        "fp16"
-    };
+    // The format the cross-check's census counted the gradients in.
+    let format = census_format(recipe, Site::new(Layer::Conv1, Role::WeightGrad)).name();
     let layers: Vec<String> = s
         .underflow_by_layer
         .iter()
@@ -250,33 +297,65 @@ fn print_summary(s: &Summary, precision: Precision, scaling: bool) {
 }
 
 fn execute(args: &Args) -> Result<bool> {
-    let precision = match args.precision {
-        PrecisionArg::Fp32 => Precision::Fp32,
-        PrecisionArg::Mixed => Precision::Fp16,
-        PrecisionArg::Bf16 => Precision::Bf16,
-    };
     if args.batch_size == 0 {
         return Err(SimError::Config("--batch-size must be at least 1".into()));
     }
+    // A resume takes the checkpoint's settings where none are given, and refuses other ones.
+    let resumed = args
+        .resume
+        .as_deref()
+        .map(|p| checkpoint::load(p).map(|(state, run)| (p, state, run)))
+        .transpose()?;
+    let saved = resumed.as_ref().map(|(_, _, run)| run);
+    let parse_name = |name: &str| <PrecisionArg as clap::ValueEnum>::from_str(name, false).ok();
+    let precision = args
+        .precision
+        .or_else(|| saved.and_then(|r| parse_name(&r.precision)))
+        .unwrap_or(PrecisionArg::Mixed);
+    let scaler_arg = args
+        .scaler
+        .or_else(|| {
+            saved.and_then(|r| {
+                <ScalerArg as clap::ValueEnum>::from_str(&r.scaler_policy, false).ok()
+            })
+        })
+        .unwrap_or(ScalerArg::Pytorch);
+    let epochs = args.epochs.or(saved.map(|r| r.epochs)).unwrap_or(1);
+    let recipe = precision.recipe();
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()
             .map_err(|e| SimError::Config(format!("--threads {t}: {e}")))?;
     }
-    let data = Dataset::load(&args.data)?;
-    let mut scaler = LossScaler::new(scaler_config(args, precision))
-        .map_err(|e| SimError::Config(e.to_string()))?;
+    let dir = super::data::locate(args.data.as_deref()).map_err(SimError::Config)?;
+    let data = Dataset::load(&dir)?;
+    let (scaler_policy, scaler_config) = scaler_config(args, scaler_arg, &recipe);
+    let run = RunConfig {
+        precision: value_name(precision),
+        scaler_policy,
+        scaler: scaler_config,
+        batch_size: args.batch_size,
+        epochs,
+        max_batches: args.max_batches,
+        seed: args.seed,
+        dataset: DatasetId::of(&data),
+    };
+    if let Some((path, _, saved)) = &resumed {
+        saved.check(&run, path)?;
+    }
+    let init_weights = args.init_from.as_deref().map(weights::load).transpose()?;
+    let mut scaler = LossScaler::new(scaler_config).map_err(SimError::ScalerConfig)?;
     let checking = if args.no_check {
         false
     } else {
-        args.check || precision.is_mixed()
+        args.check || recipe.is_mixed()
     };
-    let mut backend = choose_backend(args.device, precision, args.batch_size)?;
+    let mut backend = choose_backend(args.device, &recipe, args.batch_size)?;
     let mut check = checking.then(|| {
         CrossCheck::new(
-            Box::new(CpuBackend::new(Precision::Fp32, args.batch_size)),
-            precision,
+            Box::new(CpuBackend::new(Recipe::fp32(), args.batch_size)),
+            &recipe,
         )
     });
     let metrics = args
@@ -297,7 +376,7 @@ fn execute(args: &Args) -> Result<bool> {
         warnings: 0,
     };
     let config = TrainConfig {
-        epochs: args.epochs,
+        epochs,
         batch_size: args.batch_size,
         seed: args.seed,
         log_interval: args.log_interval as usize,
@@ -306,22 +385,50 @@ fn execute(args: &Args) -> Result<bool> {
         evaluate: !args.no_test,
         ..TrainConfig::default()
     };
-    let summary = train::train(
+    let state = match resumed {
+        Some((_, state, _)) => state,
+        None => {
+            let mut state = TrainState::init(&config, &scaler, backend.recipe().state());
+            if let Some(params) = init_weights {
+                state.params = params;
+            }
+            state
+        }
+    };
+    let checkpoint_path = args.checkpoint.as_deref().or(args.resume.as_deref());
+    let every = args.checkpoint_every.unwrap_or(u64::MAX);
+    let stop_after = args.stop_after.unwrap_or(u64::MAX);
+    let mut write_checkpoint =
+        |trainer: &mut Trainer<'_>, state: &mut TrainState| -> Result<bool> {
+            let go_on = state.step < stop_after;
+            let due = state.step.is_multiple_of(every) || state.cursor.batch == 0 || !go_on;
+            if let (Some(path), true) = (checkpoint_path, due) {
+                trainer.sync(state)?;
+                checkpoint::save(path, state, &run)?;
+            }
+            Ok(go_on)
+        };
+    let (summary, _) = train::train_from(
+        state,
         backend.as_mut(),
         &mut scaler,
         check.as_mut(),
         &data,
         &config,
         &mut observer,
+        &mut write_checkpoint,
     )?;
     observer.bar.finish_and_clear();
     if let Some(m) = observer.metrics.take() {
         m.finish()?;
     }
+    if let Some(path) = &args.save {
+        weights::save(&summary.params, path)?;
+    }
     if let Some(path) = &args.plot {
         plot::write(path, &observer.curves)?;
     }
-    print_summary(&summary, precision, scaler.is_enabled());
+    print_summary(&summary, &recipe, scaler.is_enabled());
     let clean = summary.divergent_steps == 0 && summary.wrong_skips == 0;
     Ok(clean || !args.strict)
 }
@@ -330,20 +437,17 @@ fn execute(args: &Args) -> Result<bool> {
 /// binary has it and a device answers. Auto says on stderr which it picked and why.
 fn choose_backend(
     device: DeviceArg,
-    precision: Precision,
+    recipe: &Recipe,
     batch_size: usize,
 ) -> Result<Box<dyn Backend>> {
-    let gpu = || {
-        halfscale_gpu::GpuBackend::new(precision, batch_size)
-            .map_err(|e| SimError::Device(e.to_string()))
-    };
+    let gpu = || halfscale_gpu::GpuBackend::new(recipe.clone(), batch_size);
     match device {
-        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(precision, batch_size))),
+        DeviceArg::Cpu => Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size))),
         DeviceArg::Cuda => Ok(Box::new(gpu()?)),
         DeviceArg::Auto => {
-            // Mixed fp16 opens the device once, through the backend; other precisions only
+            // A recipe the kernels run opens the device once, through the backend; others only
             // look for one, to say why the CPU was picked.
-            let reason = if precision == Precision::Fp16 {
+            let reason = if halfscale_gpu::GpuBackend::runs(recipe) {
                 match gpu() {
                     Ok(backend) => {
                         eprintln!("device: cuda ({})", backend.device());
@@ -355,13 +459,13 @@ fn choose_backend(
                 match halfscale_gpu::probe() {
                     Ok(_) => format!(
                         "the CUDA backend runs mixed fp16 only, not {}",
-                        precision.name()
+                        recipe.name()
                     ),
                     Err(e) => e.to_string(),
                 }
             };
             eprintln!("device: cpu ({reason})");
-            Ok(Box::new(CpuBackend::new(precision, batch_size)))
+            Ok(Box::new(CpuBackend::new(recipe.clone(), batch_size)))
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use halfscale_gpu::{GpuBackend, GpuError};
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::Precision;
+use halfscale_sim::{LowFormat, Recipe};
 
 /// A backend on device 0, or None (the test passes vacuously, saying so) when the machine has
 /// no usable GPU, unless HALFSCALE_REQUIRE_GPU is set (scripts/gpu-check sets it).
 pub fn backend(capacity: usize) -> Option<GpuBackend> {
-    match GpuBackend::new(Precision::Fp16, capacity) {
+    match GpuBackend::new(Recipe::mixed_fp16(), capacity) {
         Ok(b) => Some(b),
         Err(e @ (GpuError::NoDevice { .. } | GpuError::DriverTooOld { .. })) => {
             if std::env::var_os("HALFSCALE_REQUIRE_GPU").is_some() {
@@ -24,7 +24,7 @@ pub fn backend(capacity: usize) -> Option<GpuBackend> {
 /// Values in [lo, hi) rounded to f16 (what the layers receive in autocast).
 pub fn rand_f16(rng: &mut SeededRng, len: usize, lo: f64, hi: f64) -> Vec<f32> {
     let mut v: Vec<f32> = (0..len).map(|_| rng.uniform(lo, hi)).collect();
-    Precision::Fp16.round(&mut v);
+    LowFormat::F16.round(&mut v);
     v
 }
 
