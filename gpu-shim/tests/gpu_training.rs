@@ -312,7 +312,7 @@ fn mnist_divergence_probe() {
     let Some(mut gpu) = backend(BATCH) else {
         return;
     };
-    let mut cpu = CpuBackend::new(Precision::Fp16, BATCH);
+    let mut cpu = CpuBackend::new(Recipe::mixed_fp16(), BATCH);
     let dir = std::env::var("HALFSCALE_MNIST")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../data/MNIST/raw").into());
     let data = halfscale_sim::dataset::Dataset::load(std::path::Path::new(&dir)).unwrap();
