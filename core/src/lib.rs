@@ -29,6 +29,7 @@ pub mod env;
 pub mod fast;
 pub mod fate;
 pub mod format;
+pub mod recipe;
 mod rounding;
 pub mod scaler;
 
