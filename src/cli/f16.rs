@@ -102,7 +102,7 @@ pub fn run(args: Args) -> ExitCode {
             NanArg::Cuda => NanStyle::Cuda,
             NanArg::Canonical => NanStyle::Canonical,
         },
-        flags: Flags::NONE,
+        ..FpEnv::default()
     };
     if let Op::Batch = args.op {
         return batch(env);
