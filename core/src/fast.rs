@@ -102,3 +102,38 @@ pub fn f32_slice_to_f16(src: &[f32], dst: &mut [f16]) {
 pub fn f16_slice_to_f32(src: &[f16], dst: &mut [f32]) {
     src.convert_to_f32_slice(dst);
 }
+
+/// Rounds a finite f32 whose magnitude is at most the format's largest value to the nearest code
+/// (ties to even) of the small float format with `EBITS` exponent and `MBITS` fraction bits (IEEE
+/// layout, bias `2^(EBITS-1) - 1`, subnormals, the all-ones exponent holding numbers: E4M3's 448
+/// is `0x7E`, E5M2's 57344 `0x7B`), the code right-aligned in the byte. The hot path of MX
+/// quantization, where the input is clamped to `+-max_pos` first; infinities and NaN are outside
+/// its contract (the result is then meaningless, never a panic). `core/tests/recipe_mx.rs` proves
+/// it equal to the generic [`crate::convert::from_f32`] over every rounding class of every f32
+/// exponent.
+///
+/// Normal results: the f32 bits are rebiased and rounded in integer arithmetic (add half an ulp
+/// of the target minus one, plus the lowest kept bit, then truncate). Subnormal results: adding
+/// `2^(emin - MBITS + 23)` in f32 lands the value's rounded fraction in the low bits of the sum,
+/// the FPU doing the round to nearest even.
+#[inline]
+pub fn f32_to_minifloat_clamped<const EBITS: u32, const MBITS: u32>(y: f32) -> u8 {
+    let bias = (1u32 << (EBITS - 1)) - 1;
+    let bits = y.to_bits();
+    let sign = ((bits >> 31) as u8) << (EBITS + MBITS);
+    let a = bits & 0x7FFF_FFFF;
+    // 2^(1 - bias), the smallest normal.
+    let min_normal = (128 - bias) << 23;
+    let shift = 23 - MBITS;
+    let normal = (a
+        .wrapping_sub((127 - bias) << 23)
+        .wrapping_add((1 << (shift - 1)) - 1)
+        + ((a >> shift) & 1))
+        >> shift;
+    let magic_bits = (127 - bias + shift + 1) << 23;
+    let subnormal = (f32::from_bits(a) + f32::from_bits(magic_bits))
+        .to_bits()
+        .wrapping_sub(magic_bits);
+    let magnitude = if a < min_normal { subnormal } else { normal };
+    magnitude as u8 | sign
+}

@@ -13,7 +13,7 @@
 
 pub mod current;
 pub mod delayed;
-
+pub mod mx;
 pub mod torch_log2;
 
 pub use current::{te_compute_scale_from_amax, te_scale_inv, torchao_tensorwise_scale};
