@@ -444,8 +444,7 @@ impl fmt::Display for MxError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for MxError {}
+impl core::error::Error for MxError {}
 
 fn check_lengths(n: usize, scales: usize, codes: usize) -> Result<usize, MxError> {
     if !n.is_multiple_of(BLOCK_SIZE) {
