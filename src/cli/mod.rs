@@ -1,5 +1,6 @@
 //! The `halfscale` subcommands, one module each.
 pub mod f16;
 pub mod f16_batch;
+pub mod mx;
 pub mod scaler;
 pub mod train;
