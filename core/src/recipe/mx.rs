@@ -505,18 +505,25 @@ fn quantize_fast<const EBITS: u32, const MBITS: u32>(
         .zip(codes.chunks_exact_mut(BLOCK_SIZE))
     {
         let block: &[f32; BLOCK_SIZE] = block.try_into().expect("chunks_exact");
-        // Integer max of the magnitudes: above the infinity pattern exactly when a NaN is present,
-        // and otherwise the bits of torch's amax.
-        let top = block
-            .iter()
-            .fold(0u32, |m, x| m.max(x.to_bits() & 0x7FFF_FFFF));
+        // The magnitudes' bit patterns as i32 (non-negative, ordered as the values): their max is
+        // torch's amax, or above the infinity pattern exactly when an element is NaN, which then
+        // takes the reference path. Signed compare-and-select vectorises with baseline SSE2.
+        let top = block.iter().fold(0i32, |m, x| {
+            let a = (x.to_bits() & 0x7FFF_FFFF) as i32;
+            if a > m {
+                a
+            } else {
+                m
+            }
+        });
         if top > 0x7F80_0000 {
             let q = quantize_block(block, elem, mode);
             *scale_out = q.scale;
             codes_out.copy_from_slice(&q.codes);
             continue;
         }
-        let scale = block_scale(f32::from_bits(top), elem, mode);
+        let amax = f32::from_bits(top as u32);
+        let scale = block_scale(amax, elem, mode);
         let factor = if mode == ScaleMode::Rceil {
             scale.factor
         } else {
