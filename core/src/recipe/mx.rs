@@ -329,13 +329,15 @@ fn block_scale(amax: f32, elem: Element, mode: ScaleMode) -> BlockScale {
         } else if descale.is_infinite() {
             254
         } else {
-            (libm::fmaxf(libm::fminf(ceil_log2(descale), 127.0), -127.0) + 127.0) as u8
+            // torch.clamp(ceil(log2(descale)), -127, 127) + 127; -inf (descale 0) clamps to -127.
+            (ceil_log2(descale).clamp(-127.0, 127.0) as i32 + 127) as u8
         };
         let factor = match code {
             255 => descale,
             254 => exp2_integer(-127.0),
             0 => 1.0,
-            c => exp2_integer(127.0 - f32::from(c)),
+            // exp2(127 - code), a normal f32 for codes 1..=253: biased exponent 254 - code.
+            c => f32::from_bits(u32::from(254 - c) << 23),
         };
         return BlockScale { code, factor };
     }
