@@ -8,7 +8,8 @@
 //! without NaN (proved equal to [`quantize_block`] in `core/tests/recipe_mx.rs`).
 //!
 //! ## The scale
-//! `amax = torch.amax(torch.abs(block))` (NaN when any element is NaN). Then, per
+//! `amax = torch.amax(torch.abs(block))` (the canonical NaN `0x7FC00000` when any element is
+//! NaN, whatever its payload). Then, per
 //! [`ScaleMode`] (`target` is the exponent of the element format's largest power of two: 8, 15, 4,
 //! 2, 2 for E4M3, E5M2, E3M2, E2M3, E2M1, `max_pos` its largest value):
 //!
@@ -41,7 +42,11 @@
 //!
 //! NaN bits inside the computation follow x86 SSE, as torch's CPU kernels do: an operation with a
 //! NaN operand returns the first NaN operand quieted; an invalid operation (inf/inf) returns the
-//! default NaN `0xFFC00000`.
+//! default NaN `0xFFC00000`. FLOOR/CEIL/EVEN divide `x / divisor`, so in a NaN block (divisor
+//! +inf) a NaN element keeps its own sign and payload, inf becomes `0xFFC00000` and a finite
+//! element `+-0`; RCEIL multiplies `rcp * x`, so in a NaN block every element is `rcp`, the
+//! canonical NaN (all recorded in the fixture, identical on torch's AVX-512, AVX2 and scalar
+//! kernels).
 
 use core::fmt;
 
