@@ -134,8 +134,9 @@ impl Profile {
         }
     }
 
-    /// The overflow policy of the profile's narrowing to `D`.
-    fn overflow_for<D: Format>(self) -> Overflow {
+    /// The overflow policy of the profile's narrowing to `D` (what [`crate::fate_with`] needs to
+    /// say what an overflow becomes).
+    pub fn overflow_policy<D: Format>(self) -> Overflow {
         let saturates = match self {
             Profile::MlDtypes => D::SPECIALS == Specials::FiniteOnly,
             Profile::Torch => D::SPECIALS != Specials::Ieee,
@@ -171,7 +172,7 @@ impl Profile {
     /// environment's rounding mode (the libraries themselves only round to nearest-even).
     pub fn narrow<S: Format, D: Format>(self, x: S, env: &mut FpEnv) -> Result<D, ProfileError> {
         self.check(D::NAME)?;
-        let mut e = env.with_overflow(self.overflow_for::<D>());
+        let mut e = env.with_overflow(self.overflow_policy::<D>());
         e.flags = Flags::NONE;
         let out: D = convert::<S, D>(x, &mut e);
         env.flags |= e.flags;
