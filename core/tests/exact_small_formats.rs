@@ -476,3 +476,80 @@ fn sqrt_every_code_every_mode() {
     sqrt_exhaustive::<E4M3>();
     sqrt_exhaustive::<E5M2>();
 }
+
+/// `fate_with` says what the exact conversion does: for every input of the conversion test, in
+/// nearest-even under both policies, the fate follows from the oracle's code and flags.
+fn fates<F: Format>() {
+    use hc::Fate;
+    let mags = magnitudes::<F>();
+    for overflow in [Overflow::Ieee, Overflow::Saturate] {
+        let mut census = hc::Census::default();
+        let mut want_counts = [0u64; 3]; // overflow to inf, to NaN, saturated
+        for &bits in &inputs::<F>() {
+            let x = f32::from_bits(bits);
+            let fate = hc::fate_with::<F>(f64::from(x), 1.0, overflow);
+            census.add_with::<F>(f64::from(x), 1.0, overflow);
+            let what = format!("{} {bits:08X} {overflow:?}: {fate:?}", F::NAME);
+            if x.is_nan() || x.is_infinite() || x == 0.0 {
+                let want = if x.is_nan() {
+                    Fate::Nan
+                } else if x == 0.0 {
+                    Fate::Zero
+                } else {
+                    Fate::Inf
+                };
+                assert_eq!(fate, want, "{what}");
+                continue;
+            }
+            let (code, flags) =
+                oracle::<F>(&mags, f64::from(x), RoundingMode::NearestEven, overflow);
+            let magnitude = code & !F::SIGN_MASK;
+            let inexact = flags.contains(Flags::INEXACT);
+            let want = if flags.contains(Flags::OVERFLOW) {
+                let kind = if overflow == Overflow::Saturate || F::SPECIALS == Specials::FiniteOnly
+                {
+                    Fate::Saturated
+                } else if F::HAS_INFINITY {
+                    Fate::Overflow
+                } else {
+                    Fate::OverflowToNan
+                };
+                want_counts[match kind {
+                    Fate::Overflow => 0,
+                    Fate::OverflowToNan => 1,
+                    _ => 2,
+                }] += 1;
+                kind
+            } else if magnitude == 0 {
+                Fate::FlushedToZero
+            } else if magnitude < 1 << F::FRAC_BITS {
+                Fate::Subnormal {
+                    bits_lost: F::PRECISION - (64 - magnitude.leading_zeros()),
+                    exact: !inexact,
+                }
+            } else if inexact {
+                Fate::Rounded
+            } else {
+                Fate::Exact
+            };
+            assert_eq!(fate, want, "{what}");
+        }
+        assert_eq!(
+            [census.overflow, census.overflow_nan, census.saturated],
+            want_counts,
+            "{} census {overflow:?}",
+            F::NAME
+        );
+        assert!(want_counts.iter().sum::<u64>() > 0);
+        assert_eq!(census.overflowed(), want_counts.iter().sum::<u64>());
+    }
+}
+
+#[test]
+fn fates_and_census_follow_the_exact_conversion() {
+    fates::<E4M3>();
+    fates::<E5M2>();
+    fates::<E3M2>();
+    fates::<E2M3>();
+    fates::<E2M1>();
+}
