@@ -32,6 +32,7 @@ pub mod fast;
 pub mod fate;
 pub mod format;
 pub mod minifloat;
+pub mod profile;
 pub mod recipe;
 mod rounding;
 pub mod scaler;
@@ -48,7 +49,10 @@ pub use convert::{
 };
 pub use e8m0::E8M0;
 pub use env::{Flags, FpEnv, NanStyle, Overflow, RoundingMode, Tininess};
-pub use fate::{census, fate, fate_f32, safe_scale_window, Census, Fate, ScaleWindow};
+pub use fate::{
+    census, census_with, fate, fate_f32, fate_with, safe_scale_window, Census, Fate, ScaleWindow,
+};
 pub use format::{Format, Specials};
 pub use minifloat::{E2M1, E2M3, E3M2, E4M3, E5M2};
+pub use profile::{Profile, ProfileError};
 pub use scaler::{GradScaler, LossScaler, NonFiniteReport, ScalerConfig, ScalerError, StepOutcome};

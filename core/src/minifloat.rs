@@ -26,6 +26,7 @@ macro_rules! minifloat {
     ($(#[$doc:meta])* $name:ident, $cli:literal, $exp:literal, $frac:literal, $specials:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+        #[repr(transparent)]
         pub struct $name(u8);
 
         impl $name {
