@@ -53,6 +53,7 @@ use core::fmt;
 use crate::e8m0::E8M0;
 use crate::env::{FpEnv, Overflow, RoundingMode};
 use crate::minifloat::{E2M1, E2M3, E3M2, E4M3, E5M2};
+use crate::profile::Profile;
 use crate::{convert, fast, Format};
 
 use super::torch_log2::{ceil_log2, exp2_integer};
@@ -181,18 +182,22 @@ impl Element {
     }
 
     /// The code torchao stores for a scaled element `y` (after the clamp for FP8): round to
-    /// nearest even, saturating; NaN as described in the module documentation.
+    /// nearest even, saturating. FP8 goes through torch's cast ([`Profile::Torch`]: a NaN becomes
+    /// `S.1111111`, the sign kept); FP6/FP4 through the generic conversion with saturation, a NaN
+    /// as torchao's bit arithmetic makes it ([`torchao_fpx_code_of_nan`]).
     pub fn encode(self, y: f32) -> u8 {
-        if y.is_nan() {
-            return match self {
-                Element::E4M3 | Element::E5M2 => torch_fp8_code_of_nan(y),
-                _ => torchao_fpx_code_of_nan(self, y),
-            };
-        }
         let mut env = FpEnv::new(RoundingMode::NearestEven).with_overflow(Overflow::Saturate);
+        let torch = Profile::Torch;
         match self {
-            Element::E4M3 => convert::from_f32::<E4M3>(y, &mut env).code(),
-            Element::E5M2 => convert::from_f32::<E5M2>(y, &mut env).code(),
+            Element::E4M3 => torch
+                .narrow::<f32, E4M3>(y, &mut env)
+                .expect(TORCH_HAS)
+                .code(),
+            Element::E5M2 => torch
+                .narrow::<f32, E5M2>(y, &mut env)
+                .expect(TORCH_HAS)
+                .code(),
+            _ if y.is_nan() => torchao_fpx_code_of_nan(self, y),
             Element::E3M2 => convert::from_f32::<E3M2>(y, &mut env).code(),
             Element::E2M3 => convert::from_f32::<E2M3>(y, &mut env).code(),
             Element::E2M1 => convert::from_f32::<E2M1>(y, &mut env).code(),
@@ -200,26 +205,18 @@ impl Element {
     }
 
     /// The f32 value of a code as `to_dtype` reads it (exact; bits above the width are ignored).
-    /// An FP8 NaN comes back as torch's cast makes it: sign, all-ones exponent, the code's fraction
-    /// in the top fraction bits (`0x7F` -> `0x7FF00000`).
+    /// An FP8 NaN comes back as torch's cast makes it ([`Profile::Torch`]: sign and payload kept,
+    /// quieted, so `0x7F` -> `0x7FF00000`).
     pub fn decode(self, code: u8) -> f32 {
         let mut env = FpEnv::new(RoundingMode::NearestEven);
+        let torch = Profile::Torch;
         match self {
-            Element::E4M3 => {
-                let x = E4M3::from_code(code);
-                if code & 0x7F == 0x7F {
-                    torch_fp8_nan_to_f32(code, 3)
-                } else {
-                    convert::to_f32(x, &mut env)
-                }
-            }
-            Element::E5M2 => {
-                if code & 0x7F > 0x7C {
-                    torch_fp8_nan_to_f32(code, 2)
-                } else {
-                    convert::to_f32(E5M2::from_code(code), &mut env)
-                }
-            }
+            Element::E4M3 => torch
+                .widen(E4M3::from_code(code), &mut env)
+                .expect(TORCH_HAS),
+            Element::E5M2 => torch
+                .widen(E5M2::from_code(code), &mut env)
+                .expect(TORCH_HAS),
             Element::E3M2 => convert::to_f32(E3M2::from_code(code), &mut env),
             Element::E2M3 => convert::to_f32(E2M3::from_code(code), &mut env),
             Element::E2M1 => convert::to_f32(E2M1::from_code(code), &mut env),
@@ -227,18 +224,7 @@ impl Element {
     }
 }
 
-/// torch's float -> float8 cast (`c10::detail::fp8e4m3fn_from_fp32_value` and
-/// `fp8e5m2_from_fp32_value`) writes every NaN as `S.1111111`, the sign kept.
-fn torch_fp8_code_of_nan(y: f32) -> u8 {
-    ((y.to_bits() >> 24) as u8 & 0x80) | 0x7F
-}
-
-/// torch's float8 -> float cast of a NaN code: sign, all-ones exponent, fraction moved to the top.
-fn torch_fp8_nan_to_f32(code: u8, mbits: u32) -> f32 {
-    let sign = u32::from(code & 0x80) << 24;
-    let frac = u32::from(code) & ((1 << mbits) - 1);
-    f32::from_bits(sign | 0x7F80_0000 | frac << (23 - mbits))
-}
+const TORCH_HAS: &str = "torch's profile covers E4M3 and E5M2";
 
 /// The code torchao's `_f32_to_floatx_unpacked(x, ebits, mbits)` produces for a NaN `x`: NaN
 /// fails both the saturation test (`x >= max_normal`) and the subnormal test (`x < min_normal`),
