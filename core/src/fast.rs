@@ -192,10 +192,11 @@ pub fn f32_to_minifloat_clamped<const EBITS: u32, const MBITS: u32>(y: f32) -> u
     // 2^(1 - bias), the smallest normal.
     let min_normal = (128 - bias) << 23;
     let shift = 23 - MBITS;
-    let normal = (a
+    // Wrapping throughout: for a subnormal result this value is garbage (and discarded below).
+    let normal = a
         .wrapping_sub((127 - bias) << 23)
         .wrapping_add((1 << (shift - 1)) - 1)
-        + ((a >> shift) & 1))
+        .wrapping_add((a >> shift) & 1)
         >> shift;
     let magic_bits = (127 - bias + shift + 1) << 23;
     let subnormal = (f32::from_bits(a) + f32::from_bits(magic_bits))
