@@ -208,3 +208,15 @@ write("scaler", [
     ("grad_protocol_errors", bytes([1]) + cfg(0x40) + bytes([0, 0, 2, 2, 0x40, 0x42, 0x10, 4, 5, 6, 0x0E, 7, 3])),
     ("grad_three_optimizers", bytes([1]) + cfg(0) + bytes([0, 0x08, 0x10, 4, 0x17, 0])),
 ])
+
+
+# mx: selector (element = s % 5, mode = s / 5 % 4, exponents steered when s >= 128), 32 f32, text.
+write("mx", [
+    ("zeros_e4m3_floor", bytes([0]) + f32(*([0.0] * 31 + [-0.0]))),
+    ("nan_block_e2m1_rceil", bytes([4 + 5 * 1]) + f32(*([1.0] * 31 + [float("nan")]))),
+    ("inf_block_e4m3_even", bytes([0 + 5 * 3]) + f32(*([2.0] * 31 + [float("-inf")]))),
+    ("subnormal_e5m2_ceil", bytes([1 + 5 * 2]) + u32(*range(1, 33))),
+    ("steered_e3m2_rceil", bytes([128 + 2 + 5 * 1]) + u32(*[0x3F800000 + i * 0x12345 for i in range(32)])),
+    ("ties_e2m3_floor", bytes([3]) + f32(*[(i + 0.5) / 4 for i in range(32)])),
+    ("text", bytes([1]) + f32(*([1.5] * 32)) + b"3F800000 zz\n7F 00 10\n" + b"0 " * 32 + b"\n"),
+])

@@ -1,6 +1,6 @@
 //! The IEEE 754 class of a value (clause 5.7.2, `class`) and the predicates built on it.
 
-use crate::format::Format;
+use crate::format::{unpack, Format, Unpacked};
 
 /// The ten classes of IEEE 754 clause 5.7.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,28 +34,22 @@ impl Class {
     }
 }
 
-/// The IEEE class of `x`.
+/// The IEEE class of `x` (a NaN-only format's NaN is quiet; a finite-only format has only
+/// zeros, subnormals and normals).
 pub fn class<F: Format>(x: F) -> Class {
     let bits = x.to_bits();
     let negative = bits & F::SIGN_MASK != 0;
-    let exp = bits & F::EXP_MASK;
-    let frac = bits & F::FRAC_MASK;
     let pick = |neg, pos| if negative { neg } else { pos };
-    if exp == F::EXP_MASK {
-        if frac == 0 {
-            pick(Class::NegativeInfinity, Class::PositiveInfinity)
-        } else if frac & F::QUIET_BIT != 0 {
-            Class::QuietNaN
-        } else {
-            Class::SignalingNaN
-        }
-    } else if exp == 0 {
-        if frac == 0 {
-            pick(Class::NegativeZero, Class::PositiveZero)
-        } else {
+    match unpack::<F>(bits) {
+        Unpacked::Nan {
+            signalling: true, ..
+        } => Class::SignalingNaN,
+        Unpacked::Nan { .. } => Class::QuietNaN,
+        Unpacked::Inf { .. } => pick(Class::NegativeInfinity, Class::PositiveInfinity),
+        Unpacked::Zero { .. } => pick(Class::NegativeZero, Class::PositiveZero),
+        Unpacked::Finite { .. } if bits & F::EXP_MASK == 0 => {
             pick(Class::NegativeSubnormal, Class::PositiveSubnormal)
         }
-    } else {
-        pick(Class::NegativeNormal, Class::PositiveNormal)
+        Unpacked::Finite { .. } => pick(Class::NegativeNormal, Class::PositiveNormal),
     }
 }

@@ -148,13 +148,15 @@ pub fn maximum_number<F: Format>(a: F, b: F, env: &mut FpEnv) -> F {
     min_max(a, b, false, true, env)
 }
 
-/// nextUp (IEEE 754 clause 5.3.1): the least value greater than `a`. `nextUp(+inf) = +inf`,
+/// nextUp (IEEE 754 clause 5.3.1): the least value greater than `a`. `nextUp(+inf) = +inf`
+/// (and, in a format without infinities, nextUp of its largest number is itself),
 /// `nextUp(-0) = nextUp(+0)` = the smallest subnormal; NaNs propagate (signalling raises invalid).
 pub fn next_up<F: Format>(a: F, env: &mut FpEnv) -> F {
     let bits = a.to_bits();
     let out = if is_nan_bits::<F>(bits) {
         propagate_nan::<F>(bits, None, env)
-    } else if bits == F::INFINITY_BITS {
+    } else if bits == F::INFINITY_BITS || bits == F::MAX_FINITE_BITS && !F::HAS_INFINITY {
+        // +inf, or the largest number of a format without infinities, is its own successor.
         bits
     } else if bits & !F::SIGN_MASK == 0 {
         1

@@ -1,11 +1,13 @@
 //! Conversions (IEEE 754 clauses 5.4.2 and 5.8): between any two [`Format`]s (f64, f32, binary16,
-//! bfloat16) with one correct rounding, and between formats and integers.
+//! bfloat16, the 8-, 6- and 4-bit formats of [`crate::minifloat`]) with one correct rounding, and
+//! between formats and integers. Overflow and infinite operands follow the environment's
+//! [`Overflow`] policy (`FpEnv::overflow`).
 //!
 //! f64 -> f16 rounds once here; `half`'s `f16::from_f64` rounds twice (through f32) and is wrong
 //! for some inputs, which is why this module does not build on it.
 
-use crate::env::{Flags, FpEnv};
-use crate::format::{signed_inf, signed_zero, unpack, Format, Unpacked};
+use crate::env::{Flags, FpEnv, Overflow};
+use crate::format::{signed_inf, signed_max, signed_zero, unpack, Format, Unpacked};
 use crate::rounding::{convert_nan, round_pack};
 
 /// Converts `x` from format `S` to format `D`, rounding once in the environment's mode.
@@ -18,13 +20,27 @@ pub fn convert<S: Format, D: Format>(x: S, env: &mut FpEnv) -> D {
             let payload_left = (bits & S::FRAC_MASK) << (64 - S::FRAC_BITS);
             convert_nan::<D>(sign, payload_left, signalling, env)
         }
-        Unpacked::Inf { sign } => signed_inf::<D>(sign),
+        Unpacked::Inf { sign } => infinity::<D>(sign, env),
         Unpacked::Zero { sign } => signed_zero::<D>(sign),
         Unpacked::Finite { sign, exp, sig } => {
             round_pack::<D>(sign, exp, u128::from(sig), false, env)
         }
     };
     D::from_bits(out)
+}
+
+/// An infinite operand converted to `D`: infinity where `D` has it (exact), unless the
+/// environment saturates; otherwise the largest finite number ([`Overflow::Saturate`], or a format
+/// without NaN) or the NaN of a NaN-only format, both inexact (as APFloat's `convert` says).
+fn infinity<D: Format>(sign: bool, env: &mut FpEnv) -> u64 {
+    if env.overflow == Overflow::Saturate {
+        env.raise(Flags::INEXACT);
+        return signed_max::<D>(sign);
+    }
+    if !D::HAS_INFINITY {
+        env.raise(Flags::INEXACT);
+    }
+    signed_inf::<D>(sign)
 }
 
 /// f32 -> `F` (`f32_to_f16`, `f32_to_bf16` in SoftFloat's names), one rounding.

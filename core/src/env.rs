@@ -1,6 +1,12 @@
-//! The floating-point environment a caller owns: rounding mode, tininess rule, NaN style and the
-//! sticky IEEE 754 exception flags (clause 7). No global state: every operation that can round or
-//! raise takes `&mut FpEnv`.
+//! The floating-point environment a caller owns: rounding mode, tininess rule, NaN style, overflow
+//! policy and the sticky IEEE 754 exception flags (clause 7). No global state: every operation
+//! that can round or raise takes `&mut FpEnv`.
+//!
+//! The overflow policy is the field `FpEnv::overflow` ([`Overflow`]): `Overflow::Ieee` (the
+//! default) lets an overflowing result become infinity, or NaN in a format that has no infinity
+//! (E4M3), as IEEE 754 clause 7.4 and ml_dtypes do; `Overflow::Saturate` clamps it, and an infinite
+//! operand of a conversion, to the largest finite number of its sign, as `__NV_SATFINITE` and
+//! PyTorch's E4M3 cast do.
 
 /// The five IEEE 754 rounding-direction attributes (clause 4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -83,6 +89,23 @@ pub enum NanStyle {
     Canonical,
 }
 
+/// What a result too large for the format becomes (the field `FpEnv::overflow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Overflow {
+    /// IEEE 754 clause 7.4: in round-to-nearest, and in the directed mode away from zero, an
+    /// overflowing result is infinity; in a format without infinities it is NaN (NaN-only formats)
+    /// or the largest finite number (finite-only formats). Infinite operands of a conversion stay
+    /// infinite (NaN where there is no infinity). The overflow and inexact flags are raised.
+    #[default]
+    Ieee,
+    /// Saturation, CUDA's `__NV_SATFINITE`: an overflowing result, and an infinite operand of a
+    /// conversion, become the largest finite number of their sign. Overflow still raises the
+    /// overflow and inexact flags; a saturated infinite operand raises inexact. NaN stays NaN.
+    /// Infinite results of arithmetic on infinite operands or of a division by zero are exact and
+    /// unaffected.
+    Saturate,
+}
+
 /// The sticky IEEE 754 exception flags, in Berkeley SoftFloat's bit layout (TestFloat prints them
 /// as two hex digits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -152,6 +175,8 @@ pub struct FpEnv {
     pub rounding: RoundingMode,
     pub tininess: Tininess,
     pub nan: NanStyle,
+    /// What an overflowing result (and an infinite operand of a conversion) becomes.
+    pub overflow: Overflow,
     /// Sticky: operations only ever add flags; clear them with [`FpEnv::take_flags`].
     pub flags: Flags,
 }
@@ -163,6 +188,7 @@ impl FpEnv {
             rounding,
             tininess: Tininess::AfterRounding,
             nan: NanStyle::X86Sse,
+            overflow: Overflow::Ieee,
             flags: Flags::NONE,
         }
     }
@@ -173,8 +199,14 @@ impl FpEnv {
             rounding: RoundingMode::NearestEven,
             tininess: Tininess::AfterRounding,
             nan: NanStyle::Cuda,
+            overflow: Overflow::Ieee,
             flags: Flags::NONE,
         }
+    }
+
+    /// The same environment with the given overflow policy.
+    pub const fn with_overflow(self, overflow: Overflow) -> FpEnv {
+        FpEnv { overflow, ..self }
     }
 
     /// Returns the raised flags and clears them.

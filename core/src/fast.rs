@@ -6,7 +6,13 @@
 //! rounding innocuous?", 1995). fma is not among them: use [`crate::arith::fma`].
 //! The f32 -> f16 conversion here is `half`'s, which is a single correct rounding (F16C where the
 //! CPU has it); NaN results are quiet but their payload follows the hardware, not [`crate::NanStyle`].
+//!
+//! [`f32_to_e4m3`] and [`scaled_f32_slice_to_e4m3`] quantise to FP8 E4M3 with bit arithmetic the
+//! compiler vectorises (no table, no branch per element); a test compares them with the generic
+//! conversion on every exponent, every rounding-relevant significand pattern and 16M random inputs.
 
+use crate::env::Overflow;
+use crate::minifloat::E4M3;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
@@ -101,4 +107,101 @@ pub fn f32_slice_to_f16(src: &[f32], dst: &mut [f16]) {
 /// Converts binary16 to f32 (exact), element by element (lengths must match).
 pub fn f16_slice_to_f32(src: &[f16], dst: &mut [f32]) {
     src.convert_to_f32_slice(dst);
+}
+
+/// f32 -> E4M3, nearest-even, as [`crate::from_f32`] with [`Overflow`] `overflow` computes it, and
+/// a NaN as `0x7F` with its sign (as every profile but CUDA's gives it).
+///
+/// Normal results: E4M3 keeps 3 of f32's 23 fraction bits, so adding `0x7FFFF` plus the last kept
+/// bit to the magnitude's bits rounds the dropped 20 to nearest-even (a carry walks into the
+/// exponent, as it should); rebasing the exponent from bias 127 to 7 subtracts `120 << 3` from the
+/// shifted code. Subnormal results (below 2^-6): `|x| + 2^14` in f32 has an ulp of 2^-9, E4M3's
+/// subnormal quantum, so the hardware's nearest-even addition rounds `|x|` to it and the low bits
+/// of the sum are the code (8 = 2^-6, the smallest normal, follows on). Codes past `0x7E` overflow:
+/// clamped to `0x7E` when saturating, to `0x7F` (NaN) otherwise; infinity lands there too.
+#[inline]
+pub fn f32_to_e4m3(x: f32, overflow: Overflow) -> E4M3 {
+    const MIN_NORMAL_BITS: u32 = 0x3C80_0000; // 2^-6
+    const SUBNORMAL_MAGIC: f32 = 16384.0; // 2^14: ulp 2^-9
+    let bits = x.to_bits();
+    let sign = (bits >> 24) & 0x80;
+    let abs = bits & 0x7FFF_FFFF;
+    let rounded = (abs + 0x7_FFFF + ((abs >> 20) & 1)) >> 20;
+    let normal = rounded.wrapping_sub(120 << 3);
+    let subnormal = (f32::from_bits(abs) + SUBNORMAL_MAGIC).to_bits() - SUBNORMAL_MAGIC.to_bits();
+    let code = if abs < MIN_NORMAL_BITS {
+        subnormal
+    } else {
+        normal
+    };
+    let limit = match overflow {
+        Overflow::Saturate => 0x7E,
+        Overflow::Ieee => 0x7F,
+    };
+    let code = if abs > 0x7F80_0000 {
+        0x7F
+    } else {
+        code.min(limit)
+    };
+    E4M3::from_code((code | sign) as u8)
+}
+
+/// Quantises `src * scale` (the product rounded to f32, as a framework multiplies before it
+/// casts) to E4M3, nearest-even, element by element; see [`f32_to_e4m3`]. `dst.len()` must
+/// equal `src.len()` (a mismatch panics).
+pub fn scaled_f32_slice_to_e4m3(src: &[f32], scale: f32, dst: &mut [E4M3], overflow: Overflow) {
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "source and destination lengths differ"
+    );
+    match overflow {
+        // Two monomorphic loops, so the policy is a constant in each and the loop vectorises.
+        Overflow::Saturate => {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = f32_to_e4m3(x * scale, Overflow::Saturate);
+            }
+        }
+        Overflow::Ieee => {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = f32_to_e4m3(x * scale, Overflow::Ieee);
+            }
+        }
+    }
+}
+
+/// Rounds a finite f32 whose magnitude is at most the format's largest value to the nearest code
+/// (ties to even) of the small float format with `EBITS` exponent and `MBITS` fraction bits (IEEE
+/// layout, bias `2^(EBITS-1) - 1`, subnormals, the all-ones exponent holding numbers: E4M3's 448
+/// is `0x7E`, E5M2's 57344 `0x7B`), the code right-aligned in the byte. The hot path of MX
+/// quantization, where the input is clamped to `+-max_pos` first; infinities and NaN are outside
+/// its contract (the result is then meaningless, never a panic). `core/tests/recipe_mx.rs` proves
+/// it equal to the generic [`crate::convert::from_f32`] over every rounding class of every f32
+/// exponent.
+///
+/// Normal results: the f32 bits are rebiased and rounded in integer arithmetic (add half an ulp
+/// of the target minus one, plus the lowest kept bit, then truncate). Subnormal results: adding
+/// `2^(emin - MBITS + 23)` in f32 lands the value's rounded fraction in the low bits of the sum,
+/// the FPU doing the round to nearest even.
+#[inline]
+pub fn f32_to_minifloat_clamped<const EBITS: u32, const MBITS: u32>(y: f32) -> u8 {
+    let bias = (1u32 << (EBITS - 1)) - 1;
+    let bits = y.to_bits();
+    let sign = ((bits >> 31) as u8) << (EBITS + MBITS);
+    let a = bits & 0x7FFF_FFFF;
+    // 2^(1 - bias), the smallest normal.
+    let min_normal = (128 - bias) << 23;
+    let shift = 23 - MBITS;
+    // Wrapping throughout: for a subnormal result this value is garbage (and discarded below).
+    let normal = a
+        .wrapping_sub((127 - bias) << 23)
+        .wrapping_add((1 << (shift - 1)) - 1)
+        .wrapping_add((a >> shift) & 1)
+        >> shift;
+    let magic_bits = (127 - bias + shift + 1) << 23;
+    let subnormal = (f32::from_bits(a) + f32::from_bits(magic_bits))
+        .to_bits()
+        .wrapping_sub(magic_bits);
+    let magnitude = if a < min_normal { subnormal } else { normal };
+    magnitude as u8 | sign
 }

@@ -1,7 +1,8 @@
 //! # halfscale-core
 //!
 //! Bit-exact IEEE 754 binary16 (and bfloat16) arithmetic with all five rounding modes and the five
-//! exception flags, classifiers that say what storing an f32 in 16 bits does to it, and a loss
+//! exception flags, the FP8/FP6/FP4 element formats and E8M0 scale of FP8 training and OCP
+//! Microscaling ([`minifloat`], [`e8m0`]), classifiers that say what storing an f32 in 16 bits does to it, and a loss
 //! scaler with PyTorch `GradScaler` semantics. `#![no_std]`, no allocation, no `unsafe`.
 //!
 //! Values are `half::f16` / `half::bf16` (re-exported as [`half`]). Every operation that can round
@@ -35,12 +36,16 @@ pub mod arith;
 pub mod classify;
 pub mod compare;
 pub mod convert;
+pub mod e8m0;
 pub mod env;
 pub mod fast;
 pub mod fate;
 pub mod format;
 #[cfg(any(feature = "proptest", feature = "arbitrary"))]
 pub mod kit;
+pub mod minifloat;
+pub mod profile;
+pub mod recipe;
 mod rounding;
 pub mod scaler;
 
@@ -54,7 +59,12 @@ pub use convert::{
     convert, from_f32, from_f64, from_i32, from_i64, from_u32, from_u64, to_f32, to_f64, to_i32,
     to_i64, to_u32, to_u64,
 };
-pub use env::{Flags, FpEnv, NanStyle, RoundingMode, Tininess};
-pub use fate::{census, fate, fate_f32, safe_scale_window, Census, Fate, ScaleWindow};
-pub use format::Format;
+pub use e8m0::E8M0;
+pub use env::{Flags, FpEnv, NanStyle, Overflow, RoundingMode, Tininess};
+pub use fate::{
+    census, census_with, fate, fate_f32, fate_with, safe_scale_window, Census, Fate, ScaleWindow,
+};
+pub use format::{Format, Specials};
+pub use minifloat::{E2M1, E2M3, E3M2, E4M3, E5M2};
+pub use profile::{Profile, ProfileError};
 pub use scaler::{GradScaler, LossScaler, NonFiniteReport, ScalerConfig, ScalerError, StepOutcome};

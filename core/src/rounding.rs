@@ -5,8 +5,11 @@
 //! last bit). [`round_pack`] rounds it once, in the environment's mode, and raises inexact,
 //! underflow and overflow as IEEE 754 clause 7 says.
 
-use crate::env::{Flags, FpEnv, NanStyle, RoundingMode, Tininess};
-use crate::format::{is_nan_bits, is_signalling_bits, signed_inf, signed_zero, Format};
+use crate::env::{Flags, FpEnv, NanStyle, Overflow, RoundingMode, Tininess};
+use crate::format::{
+    is_nan_bits, is_signalling_bits, signed_inf, signed_max, signed_nan_only, signed_zero, Format,
+    Specials,
+};
 
 /// Splits `sig` (with `sticky` below it) at `shift` bits: the kept high part, whether the dropped
 /// part is at least one half of the kept part's last place, and whether anything below the half is
@@ -95,26 +98,35 @@ pub(crate) fn round_pack<F: Format>(
         kept >>= 1;
         e += 1;
     }
-    if e > F::EMAX {
-        env.raise(Flags::OVERFLOW | Flags::INEXACT);
-        let to_inf = match mode {
-            RoundingMode::NearestEven | RoundingMode::NearestAway => true,
-            RoundingMode::TowardZero => false,
-            RoundingMode::TowardPositive => !sign,
-            RoundingMode::TowardNegative => sign,
-        };
-        return if to_inf {
-            signed_inf::<F>(sign)
-        } else {
-            signed_zero::<F>(sign) | F::MAX_FINITE_BITS
-        };
+    // The implicit bit of `kept` adds one to the biased exponent field. Compared as a magnitude
+    // code, so a format whose top binade is partly NaN (E4M3: 0x7F) overflows past 0x7E.
+    let biased = (e + F::BIAS - 1) as u128;
+    let magnitude = (biased << F::FRAC_BITS) + kept;
+    if magnitude > u128::from(F::MAX_FINITE_BITS) {
+        return overflow::<F>(sign, env);
     }
     if half || rest {
         env.raise(Flags::INEXACT);
     }
-    // The implicit bit of `kept` adds one to the biased exponent field.
-    let biased = (e + F::BIAS - 1) as u64;
-    signed_zero::<F>(sign) | ((biased << F::FRAC_BITS) + kept as u64)
+    signed_zero::<F>(sign) | magnitude as u64
+}
+
+/// The result of an overflow (IEEE 754 clause 7.4) under the environment's [`Overflow`] policy:
+/// the rounding direction decides between "infinity" and the largest finite number, and
+/// "infinity" is what the format has for it ([`signed_inf`]) unless the policy saturates.
+pub(crate) fn overflow<F: Format>(sign: bool, env: &mut FpEnv) -> u64 {
+    env.raise(Flags::OVERFLOW | Flags::INEXACT);
+    let to_inf = match env.rounding {
+        RoundingMode::NearestEven | RoundingMode::NearestAway => true,
+        RoundingMode::TowardZero => false,
+        RoundingMode::TowardPositive => !sign,
+        RoundingMode::TowardNegative => sign,
+    };
+    if to_inf && env.overflow == Overflow::Ieee {
+        signed_inf::<F>(sign)
+    } else {
+        signed_max::<F>(sign)
+    }
 }
 
 /// The NaN an invalid operation on non-NaN operands returns.
@@ -157,12 +169,19 @@ pub(crate) fn convert_nan<F: Format>(
     signalling: bool,
     env: &mut FpEnv,
 ) -> u64 {
-    if signalling {
+    if signalling || F::SPECIALS == Specials::FiniteOnly {
+        // A format without NaN has nothing to carry it: invalid, and its stand-in (+0).
         env.raise(Flags::INVALID);
     }
     if let Some(nan) = style_nan::<F>(env.nan) {
         return nan;
     }
-    let frac = payload_left >> (64 - F::FRAC_BITS);
-    signed_zero::<F>(sign) | F::EXP_MASK | F::QUIET_BIT | frac
+    match F::SPECIALS {
+        Specials::Ieee => {
+            let frac = payload_left >> (64 - F::FRAC_BITS);
+            signed_zero::<F>(sign) | F::EXP_MASK | F::QUIET_BIT | frac
+        }
+        Specials::NanOnly => signed_nan_only::<F>(sign),
+        Specials::FiniteOnly => F::X86_DEFAULT_NAN,
+    }
 }

@@ -24,7 +24,7 @@ pub fn all_envs() -> impl Iterator<Item = FpEnv> {
                 rounding,
                 tininess,
                 nan: NanStyle::X86Sse,
-                flags: halfscale_core::Flags::NONE,
+                ..FpEnv::default()
             })
     })
 }

@@ -102,7 +102,7 @@ pub fn run(args: Args) -> ExitCode {
             NanArg::Cuda => NanStyle::Cuda,
             NanArg::Canonical => NanStyle::Canonical,
         },
-        flags: Flags::NONE,
+        ..FpEnv::default()
     };
     if let Op::Batch = args.op {
         return batch(env);
@@ -344,6 +344,8 @@ fn classify<F: Narrow>(value: &str, scale: &str) -> Result<String, String> {
         ),
         Fate::FlushedToZero => "flushed to zero (underflow)".to_string(),
         Fate::Overflow => "overflow to infinity".to_string(),
+        Fate::OverflowToNan => "overflow to NaN".to_string(),
+        Fate::Saturated => "overflow, saturated to the largest finite value".to_string(),
         Fate::Nan => "NaN".to_string(),
         Fate::Inf => "infinite already".to_string(),
     };

@@ -26,6 +26,13 @@ pub enum LineError {
         operand: String,
         width: usize,
     },
+    /// A code with bits set above its format's width (`halfscale fp8 batch`: `FF` for FP4).
+    CodeTooWide {
+        operand: String,
+        bits: u32,
+    },
+    /// The operation exists, but not in the chosen implementation profile.
+    Unsupported(String),
 }
 
 impl fmt::Display for LineError {
@@ -48,6 +55,11 @@ impl fmt::Display for LineError {
                 f,
                 "operand `{operand}` is not a hexadecimal bit pattern of at most {width} digits"
             ),
+            LineError::CodeTooWide { operand, bits } => write!(
+                f,
+                "operand `{operand}` has bits above the format's {bits}-bit code"
+            ),
+            LineError::Unsupported(why) => write!(f, "{why}"),
         }
     }
 }
