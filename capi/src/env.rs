@@ -89,10 +89,12 @@ impl HsEnv {
         if self.flags > 0x1F {
             return Err(HS_ERR_INVALID_ARGUMENT);
         }
+        // binary16 and bfloat16 have infinities: IEEE overflow, the only policy the C API needs.
         Ok(FpEnv {
             rounding,
             tininess,
             nan,
+            overflow: halfscale_core::Overflow::Ieee,
             flags: Flags::from_bits(self.flags as u8),
         })
     }

@@ -19,6 +19,7 @@ use crate::rounding::{rounds_up, split};
 
 /// An E8M0 scale: `2^(code - 127)`, or NaN for code `0xFF`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct E8M0(u8);
 
 impl E8M0 {

@@ -91,6 +91,7 @@ pub enum NanStyle {
 
 /// What a result too large for the format becomes (the field `FpEnv::overflow`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Overflow {
     /// IEEE 754 clause 7.4: in round-to-nearest, and in the directed mode away from zero, an
     /// overflowing result is infinity; in a format without infinities it is NaN (NaN-only formats)

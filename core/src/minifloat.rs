@@ -29,6 +29,14 @@ macro_rules! minifloat {
         #[repr(transparent)]
         pub struct $name(u8);
 
+        /// Any code of the format (the bits above its width are dropped), for cargo-fuzz.
+        #[cfg(feature = "arbitrary")]
+        impl<'a> arbitrary::Arbitrary<'a> for $name {
+            fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+                Ok(Self::from_code(u8::arbitrary(u)?))
+            }
+        }
+
         impl $name {
             /// The value whose code is `code`; bits above the format's width are dropped.
             pub const fn from_code(code: u8) -> Self {

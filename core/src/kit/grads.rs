@@ -28,7 +28,7 @@ pub enum FateClass {
     Subnormal,
     /// `x * scale` is non-zero and rounds to zero.
     FlushedToZero,
-    /// `x * scale` is finite and rounds to inf.
+    /// `x * scale` is finite and rounds to inf (in the 8/6/4-bit formats: to NaN, or saturates).
     Overflow,
     /// `x` is a NaN (any payload, either sign).
     Nan,
@@ -57,7 +57,8 @@ impl FateClass {
             Fate::Rounded => FateClass::Rounded,
             Fate::Subnormal { .. } => FateClass::Subnormal,
             Fate::FlushedToZero => FateClass::FlushedToZero,
-            Fate::Overflow => FateClass::Overflow,
+            // The 8/6/4-bit formats' overflows (to NaN, or clamped) are overflows too.
+            Fate::Overflow | Fate::OverflowToNan | Fate::Saturated => FateClass::Overflow,
             Fate::Nan => FateClass::Nan,
             Fate::Inf => FateClass::Inf,
         }
