@@ -31,12 +31,11 @@
 //! f32 (the profile's widening, NaNs included), compute in f32 as x86 SSE does (one rounding,
 //! [`crate::NanStyle::X86Sse`]), and narrow the f32 result with the profile's conversion. For
 //! E4M3 and E5M2 the f32 step is exact or its double rounding innocuous (24 >= 2p + 2), so finite
-//! results equal the correctly rounded ones; overflow and NaN follow the profile. Which NaN an
-//! ml_dtypes operation returns was measured on every operand pair: `+` and `-` return a NaN first
-//! operand with its sign and a NaN second operand as the positive NaN; `*` returns the second of
-//! two NaNs; `/` and `sqrt` follow x86. ml_dtypes has
-//! no fused multiply-add: `mul_add` is `a * b` narrowed, then `+ c` narrowed, as the expression
-//! `a * b + c` on ml_dtypes arrays computes it. Flags are those of the core operations involved.
+//! results equal the correctly rounded ones; overflow and NaN follow the profile; `mul_add` is
+//! described at [`Profile::mul_add`]. Which NaN an ml_dtypes operation returns was measured on
+//! every operand pair: `+` and `-` return a NaN first operand with its sign and a NaN second
+//! operand as the positive NaN; `*` returns the second of two NaNs; `/` and `sqrt` follow x86.
+//! Flags are those of the core operations involved.
 
 use crate::arith;
 use crate::compare;
@@ -301,10 +300,18 @@ impl Profile {
         self.through_f32(a, a, env, |x, _, e| arith::sqrt(x, e))
     }
 
-    /// `a * b + c` with two roundings to `F` (see the module doc).
+    /// `a * b + c`. ml_dtypes has no fused multiply-add: `a * b` narrowed, then `+ c` narrowed,
+    /// as `a * b + c` on ml_dtypes arrays computes it. torch (which has no float8 addition) and
+    /// CUDA: `a * b + c` in f32, then narrowed once; the f32 product of two 8-bit values is exact,
+    /// so that is the correctly rounded fma for finite results.
     pub fn mul_add<F: Format>(self, a: F, b: F, c: F, env: &mut FpEnv) -> Result<F, ProfileError> {
-        let product = self.mul(a, b, env)?;
-        self.add(product, c, env)
+        if self == Profile::MlDtypes {
+            let product = self.mul(a, b, env)?;
+            return self.add(product, c, env);
+        }
+        let mut wide = f32_env(env);
+        let z = self.widen(c, &mut wide)?;
+        self.through_f32(a, b, env, |x, y, e| arith::fma(x, y, z, e))
     }
 
     /// The comparisons of the widened values: the same as the core's on the codes.
