@@ -303,7 +303,8 @@ impl Profile {
     /// `a * b + c`. ml_dtypes has no fused multiply-add: `a * b` narrowed, then `+ c` narrowed,
     /// as `a * b + c` on ml_dtypes arrays computes it. torch (which has no float8 addition) and
     /// CUDA: `a * b + c` in f32, then narrowed once; the f32 product of two 8-bit values is exact,
-    /// so that is the correctly rounded fma for finite results.
+    /// so that is the correctly rounded fma for finite results. Of two NaN operands torch's f32
+    /// kernels return the second, as measured on `x.float() * y.float() + z.float()`.
     pub fn mul_add<F: Format>(self, a: F, b: F, c: F, env: &mut FpEnv) -> Result<F, ProfileError> {
         if self == Profile::MlDtypes {
             let product = self.mul(a, b, env)?;
@@ -311,7 +312,11 @@ impl Profile {
         }
         let mut wide = f32_env(env);
         let z = self.widen(c, &mut wide)?;
-        self.through_f32(a, b, env, |x, y, e| arith::fma(x, y, z, e))
+        // torch's f32 kernels return the second of two NaN operands (measured on `x * y + z`).
+        self.through_f32(a, b, env, |x, y, e| {
+            let product = arith::mul(y, x, e);
+            arith::add(z, product, e)
+        })
     }
 
     /// The comparisons of the widened values: the same as the core's on the codes.
