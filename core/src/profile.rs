@@ -15,6 +15,11 @@
 //! | `cuda-nosat` (`__NV_NOSAT`) | E4M3 | NaN `0x7F`/`0xFF` (sign kept) | NaN, sign kept | `0x7F`, sign dropped | `0x7FFFFFFF` |
 //! | | E5M2 | +-inf | +-inf | `0x7F`, sign dropped | `0x7FFFFFFF` |
 //!
+//! Signed zero: `-0` stays `-0` in every profile and signed format. E8M0 has no zero and no sign:
+//! ml_dtypes turns zero and every negative number into NaN, torch ignores the sign (`-0` and `+0`
+//! give `0x00`, 2^-127; `-x` gives the code of `x`). A NaN *result* of arithmetic under a profile is
+//! the profile's narrowing of the f32 NaN its scalar operators produce (see below).
+//!
 //! Sources: ml_dtypes' `float8.h` `ConvertImpl` and `mxfloat.h`, recorded in
 //! `tests/fixtures/fp8_profiles.json.gz`; PyTorch's CPU copy kernel and
 //! `c10/util/Float8_e8m0fnu-inl.h` (`fp8e8m0fnu_from_fp32_value`: the sign is ignored, an f32
