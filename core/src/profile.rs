@@ -357,3 +357,77 @@ fn torch_e8m0(x: f32) -> E8M0 {
     let up = guard && (round || sticky || lsb);
     E8M0::from_code((exponent + u32::from(up)) as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::minifloat::{E4M3, E5M2};
+
+    fn e4m3(p: Profile, x: f32) -> u8 {
+        p.narrow::<f32, E4M3>(x, &mut FpEnv::default())
+            .unwrap()
+            .code()
+    }
+
+    fn e5m2(p: Profile, x: f32) -> u8 {
+        p.narrow::<f32, E5M2>(x, &mut FpEnv::default())
+            .unwrap()
+            .code()
+    }
+
+    /// The cases `__nv_cvt_double_to_fp8` / `__nv_cvt_float_to_fp8` (cuda_fp8.hpp, CUDA 13.2)
+    /// single out, read off its source: NaN is made `0x7FFFFFFF` first (so `0x7F`, no sign);
+    /// `absx > FP8_OVERFLOW_THRESHOLD` (464 for E4M3, just below 61440 for E5M2) is MAXNORM with
+    /// `__NV_SATFINITE`, `0x7F` (E4M3) or `0x7C` (E5M2) with `__NV_NOSAT`, the sign OR'ed in.
+    #[test]
+    fn cuda_profiles_follow_the_header() {
+        let (sat, nosat) = (Profile::CudaSatfinite, Profile::CudaNosat);
+        for p in [sat, nosat] {
+            assert_eq!(e4m3(p, f32::NAN), 0x7F);
+            assert_eq!(e4m3(p, -f32::NAN), 0x7F);
+            assert_eq!(e5m2(p, -f32::NAN), 0x7F);
+            assert_eq!(
+                e4m3(p, 464.0),
+                0x7E,
+                "a tie below the threshold rounds to even"
+            );
+            assert_eq!(e4m3(p, -0.0), 0x80);
+            assert_eq!(
+                e4m3(p, 2f32.powi(-10)),
+                0x00,
+                "half the smallest subnormal ties to 0"
+            );
+            let w = p
+                .widen(E4M3::from_code(0xFF), &mut FpEnv::default())
+                .unwrap();
+            assert_eq!(w.to_bits(), 0x7FFF_FFFF);
+        }
+        assert_eq!(e4m3(sat, 465.0), 0x7E);
+        assert_eq!(e4m3(nosat, 465.0), 0x7F);
+        assert_eq!(e4m3(sat, f32::NEG_INFINITY), 0xFE);
+        assert_eq!(e4m3(nosat, f32::NEG_INFINITY), 0xFF);
+        assert_eq!(e5m2(sat, 61440.0), 0x7B);
+        assert_eq!(e5m2(nosat, 61440.0), 0x7C);
+        assert_eq!(e5m2(nosat, 61439.996), 0x7B);
+        assert_eq!(e5m2(sat, f32::NEG_INFINITY), 0xFB);
+        assert_eq!(e5m2(nosat, f32::NEG_INFINITY), 0xFC);
+    }
+
+    #[test]
+    fn unsupported_pairs_are_errors() {
+        let mut env = FpEnv::default();
+        let err = Profile::Torch.narrow::<f32, crate::E2M1>(1.0, &mut env);
+        assert_eq!(
+            err,
+            Err(ProfileError::Unsupported {
+                profile: Profile::Torch,
+                format: "e2m1"
+            })
+        );
+        assert!(Profile::CudaNosat.narrow_e8m0(1.0f32, &mut env).is_err());
+        assert!(Profile::MlDtypes.narrow_e8m0(1.0f32, &mut env).is_ok());
+        for p in Profile::ALL {
+            assert_eq!(Profile::parse(p.name()), Some(p));
+        }
+    }
+}
