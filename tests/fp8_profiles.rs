@@ -169,3 +169,51 @@ fn arithmetic_matches_the_recorded_libraries() {
         );
     }
 }
+
+#[test]
+fn mul_add_matches_the_recorded_libraries() {
+    let fx = fixture();
+    let cases = fx["mul_add"].as_array().unwrap();
+    assert!(cases.len() >= 2);
+    for case in cases {
+        let p = profile(case);
+        let fmt = case["fmt"].as_str().unwrap();
+        let expected = hex_list(case["out"].as_str().unwrap(), 2);
+        assert_eq!(expected.len(), 8192);
+        for (k, &want) in expected.iter().enumerate() {
+            // The generator's triple k (scripts/fixtures/record_fp8.py).
+            let k = k as u64;
+            let (a, b, c) = (
+                k as u8,
+                (k * 97 + 13) as u8,
+                ((k * 2_654_435_761) >> 11) as u8,
+            );
+            let e = &mut rne();
+            let got = match fmt {
+                "e4m3" => p
+                    .mul_add(
+                        E4M3::from_code(a),
+                        E4M3::from_code(b),
+                        E4M3::from_code(c),
+                        e,
+                    )
+                    .map(|v| v.code()),
+                _ => p
+                    .mul_add(
+                        E5M2::from_code(a),
+                        E5M2::from_code(b),
+                        E5M2::from_code(c),
+                        e,
+                    )
+                    .map(|v| v.code()),
+            }
+            .unwrap();
+            assert_eq!(
+                u32::from(got),
+                want,
+                "{} {fmt} {a:02X} * {b:02X} + {c:02X}",
+                p.name()
+            );
+        }
+    }
+}

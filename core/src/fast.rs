@@ -121,14 +121,17 @@ pub fn f16_slice_to_f32(src: &[f16], dst: &mut [f32]) {
 /// clamped to `0x7E` when saturating, to `0x7F` (NaN) otherwise; infinity lands there too.
 #[inline]
 pub fn f32_to_e4m3(x: f32, overflow: Overflow) -> E4M3 {
-    const MIN_NORMAL_BITS: u32 = 0x3C80_0000; // 2^-6
+    const MIN_NORMAL_BITS: i32 = 0x3C80_0000; // 2^-6
     const SUBNORMAL_MAGIC: f32 = 16384.0; // 2^14: ulp 2^-9
     let bits = x.to_bits();
     let sign = (bits >> 24) & 0x80;
-    let abs = bits & 0x7FFF_FFFF;
-    let rounded = (abs + 0x7_FFFF + ((abs >> 20) & 1)) >> 20;
-    let normal = rounded.wrapping_sub(120 << 3);
-    let subnormal = (f32::from_bits(abs) + SUBNORMAL_MAGIC).to_bits() - SUBNORMAL_MAGIC.to_bits();
+    // Below 2^31, so signed: SSE2 compares signed 32-bit lanes in one instruction.
+    let abs = (bits & 0x7FFF_FFFF) as i32;
+    // Wraps only for NaNs with high payloads, whose code is replaced below.
+    let rounded = abs.wrapping_add(0x7_FFFF + ((abs >> 20) & 1)) >> 20;
+    let normal = rounded - (120 << 3);
+    let subnormal = (f32::from_bits(abs as u32) + SUBNORMAL_MAGIC).to_bits() as i32
+        - SUBNORMAL_MAGIC.to_bits() as i32;
     let code = if abs < MIN_NORMAL_BITS {
         subnormal
     } else {
@@ -143,7 +146,7 @@ pub fn f32_to_e4m3(x: f32, overflow: Overflow) -> E4M3 {
     } else {
         code.min(limit)
     };
-    E4M3::from_code((code | sign) as u8)
+    E4M3::from_code((code as u32 | sign) as u8)
 }
 
 /// Quantises `src * scale` (the product rounded to f32, as a framework multiplies before it

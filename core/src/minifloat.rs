@@ -15,7 +15,7 @@
 //! the constants the [`Format`] impls derive (`MAX_FINITE_BITS`, `EMIN`, `EMAX`); the unit tests
 //! below check each cell against them.
 //!
-//! Conversions go through the generic [`crate::convert`], [`crate::from_f32`],
+//! Conversions go through the generic [`crate::convert()`], [`crate::from_f32`],
 //! [`crate::from_f64`], [`crate::to_f32`], rounding once in the environment's mode; whether an
 //! overflow saturates is the environment's `overflow` field ([`crate::Overflow`]). Widening to f32
 //! is exact. What real implementations do differently is in [`crate::profile`].

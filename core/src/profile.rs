@@ -15,6 +15,11 @@
 //! | `cuda-nosat` (`__NV_NOSAT`) | E4M3 | NaN `0x7F`/`0xFF` (sign kept) | NaN, sign kept | `0x7F`, sign dropped | `0x7FFFFFFF` |
 //! | | E5M2 | +-inf | +-inf | `0x7F`, sign dropped | `0x7FFFFFFF` |
 //!
+//! Signed zero: `-0` stays `-0` in every profile and signed format. E8M0 has no zero and no sign:
+//! ml_dtypes turns zero and every negative number into NaN, torch ignores the sign (`-0` and `+0`
+//! give `0x00`, 2^-127; `-x` gives the code of `x`). A NaN *result* of arithmetic under a profile is
+//! the profile's narrowing of the f32 NaN its scalar operators produce (see below).
+//!
 //! Sources: ml_dtypes' `float8.h` `ConvertImpl` and `mxfloat.h`, recorded in
 //! `tests/fixtures/fp8_profiles.json.gz`; PyTorch's CPU copy kernel and
 //! `c10/util/Float8_e8m0fnu-inl.h` (`fp8e8m0fnu_from_fp32_value`: the sign is ignored, an f32
@@ -31,12 +36,11 @@
 //! f32 (the profile's widening, NaNs included), compute in f32 as x86 SSE does (one rounding,
 //! [`crate::NanStyle::X86Sse`]), and narrow the f32 result with the profile's conversion. For
 //! E4M3 and E5M2 the f32 step is exact or its double rounding innocuous (24 >= 2p + 2), so finite
-//! results equal the correctly rounded ones; overflow and NaN follow the profile. Which NaN an
-//! ml_dtypes operation returns was measured on every operand pair: `+` and `-` return a NaN first
-//! operand with its sign and a NaN second operand as the positive NaN; `*` returns the second of
-//! two NaNs; `/` and `sqrt` follow x86. ml_dtypes has
-//! no fused multiply-add: `mul_add` is `a * b` narrowed, then `+ c` narrowed, as the expression
-//! `a * b + c` on ml_dtypes arrays computes it. Flags are those of the core operations involved.
+//! results equal the correctly rounded ones; overflow and NaN follow the profile; `mul_add` is
+//! described at [`Profile::mul_add`]. Which NaN an ml_dtypes operation returns was measured on
+//! every operand pair: `+` and `-` return a NaN first operand with its sign and a NaN second
+//! operand as the positive NaN; `*` returns the second of two NaNs; `/` and `sqrt` follow x86.
+//! Flags are those of the core operations involved.
 
 use crate::arith;
 use crate::compare;
@@ -301,10 +305,23 @@ impl Profile {
         self.through_f32(a, a, env, |x, _, e| arith::sqrt(x, e))
     }
 
-    /// `a * b + c` with two roundings to `F` (see the module doc).
+    /// `a * b + c`. ml_dtypes has no fused multiply-add: `a * b` narrowed, then `+ c` narrowed,
+    /// as `a * b + c` on ml_dtypes arrays computes it. torch (which has no float8 addition) and
+    /// CUDA: `a * b + c` in f32, then narrowed once; the f32 product of two 8-bit values is exact,
+    /// so that is the correctly rounded fma for finite results. Of two NaN operands torch's f32
+    /// kernels return the second, as measured on `x.float() * y.float() + z.float()`.
     pub fn mul_add<F: Format>(self, a: F, b: F, c: F, env: &mut FpEnv) -> Result<F, ProfileError> {
-        let product = self.mul(a, b, env)?;
-        self.add(product, c, env)
+        if self == Profile::MlDtypes {
+            let product = self.mul(a, b, env)?;
+            return self.add(product, c, env);
+        }
+        let mut wide = f32_env(env);
+        let z = self.widen(c, &mut wide)?;
+        // torch's f32 kernels return the second of two NaN operands (measured on `x * y + z`).
+        self.through_f32(a, b, env, |x, y, e| {
+            let product = arith::mul(y, x, e);
+            arith::add(z, product, e)
+        })
     }
 
     /// The comparisons of the widened values: the same as the core's on the codes.
@@ -339,4 +356,78 @@ fn torch_e8m0(x: f32) -> E8M0 {
     let lsb = exponent > 0;
     let up = guard && (round || sticky || lsb);
     E8M0::from_code((exponent + u32::from(up)) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::minifloat::{E4M3, E5M2};
+
+    fn e4m3(p: Profile, x: f32) -> u8 {
+        p.narrow::<f32, E4M3>(x, &mut FpEnv::default())
+            .unwrap()
+            .code()
+    }
+
+    fn e5m2(p: Profile, x: f32) -> u8 {
+        p.narrow::<f32, E5M2>(x, &mut FpEnv::default())
+            .unwrap()
+            .code()
+    }
+
+    /// The cases `__nv_cvt_double_to_fp8` / `__nv_cvt_float_to_fp8` (cuda_fp8.hpp, CUDA 13.2)
+    /// single out, read off its source: NaN is made `0x7FFFFFFF` first (so `0x7F`, no sign);
+    /// `absx > FP8_OVERFLOW_THRESHOLD` (464 for E4M3, just below 61440 for E5M2) is MAXNORM with
+    /// `__NV_SATFINITE`, `0x7F` (E4M3) or `0x7C` (E5M2) with `__NV_NOSAT`, the sign OR'ed in.
+    #[test]
+    fn cuda_profiles_follow_the_header() {
+        let (sat, nosat) = (Profile::CudaSatfinite, Profile::CudaNosat);
+        for p in [sat, nosat] {
+            assert_eq!(e4m3(p, f32::NAN), 0x7F);
+            assert_eq!(e4m3(p, -f32::NAN), 0x7F);
+            assert_eq!(e5m2(p, -f32::NAN), 0x7F);
+            assert_eq!(
+                e4m3(p, 464.0),
+                0x7E,
+                "a tie below the threshold rounds to even"
+            );
+            assert_eq!(e4m3(p, -0.0), 0x80);
+            assert_eq!(
+                e4m3(p, 2f32.powi(-10)),
+                0x00,
+                "half the smallest subnormal ties to 0"
+            );
+            let w = p
+                .widen(E4M3::from_code(0xFF), &mut FpEnv::default())
+                .unwrap();
+            assert_eq!(w.to_bits(), 0x7FFF_FFFF);
+        }
+        assert_eq!(e4m3(sat, 465.0), 0x7E);
+        assert_eq!(e4m3(nosat, 465.0), 0x7F);
+        assert_eq!(e4m3(sat, f32::NEG_INFINITY), 0xFE);
+        assert_eq!(e4m3(nosat, f32::NEG_INFINITY), 0xFF);
+        assert_eq!(e5m2(sat, 61440.0), 0x7B);
+        assert_eq!(e5m2(nosat, 61440.0), 0x7C);
+        assert_eq!(e5m2(nosat, 61439.996), 0x7B);
+        assert_eq!(e5m2(sat, f32::NEG_INFINITY), 0xFB);
+        assert_eq!(e5m2(nosat, f32::NEG_INFINITY), 0xFC);
+    }
+
+    #[test]
+    fn unsupported_pairs_are_errors() {
+        let mut env = FpEnv::default();
+        let err = Profile::Torch.narrow::<f32, crate::E2M1>(1.0, &mut env);
+        assert_eq!(
+            err,
+            Err(ProfileError::Unsupported {
+                profile: Profile::Torch,
+                format: "e2m1"
+            })
+        );
+        assert!(Profile::CudaNosat.narrow_e8m0(1.0f32, &mut env).is_err());
+        assert!(Profile::MlDtypes.narrow_e8m0(1.0f32, &mut env).is_ok());
+        for p in Profile::ALL {
+            assert_eq!(Profile::parse(p.name()), Some(p));
+        }
+    }
 }

@@ -553,3 +553,33 @@ fn fates_and_census_follow_the_exact_conversion() {
     fates::<E2M3>();
     fates::<E2M1>();
 }
+
+/// The power-of-two scale window for 8/6/4-bit storage, checked against its definition by
+/// trying every scale exponent on every element.
+#[test]
+fn safe_scale_windows_by_definition() {
+    fn check<F: Format>(values: &[f32]) {
+        let census = hc::census::<F>(values, 1.0);
+        let w = hc::safe_scale_window::<F>(&census).unwrap();
+        let scaled = |k: i32| {
+            values
+                .iter()
+                .map(move |&x| hc::fate::<F>(f64::from(x), 2f64.powi(k)))
+        };
+        assert!(!scaled(w.max_exp).any(|f| f.is_overflow()), "{}", F::NAME);
+        assert!(
+            scaled(w.max_exp + 1).any(|f| f.is_overflow()),
+            "{}",
+            F::NAME
+        );
+        let flushed = |k: i32| scaled(k).any(|f| f == hc::Fate::FlushedToZero);
+        assert!(!flushed(w.min_exp_no_flush), "{}", F::NAME);
+        assert!(flushed(w.min_exp_no_flush - 1), "{}", F::NAME);
+    }
+    let values = [3.0e-3f32, -7.5, 0.0, 1.0e-5, 250.0, -0.4];
+    check::<E4M3>(&values);
+    check::<E5M2>(&values);
+    check::<E3M2>(&values);
+    check::<E2M3>(&values);
+    check::<E2M1>(&values);
+}

@@ -333,6 +333,16 @@ mod tests {
     }
 
     #[test]
+    fn mul_add_rounds_twice_in_ml_dtypes_once_elsewhere() {
+        // 1.125 * 1.125 + 0.0625: 1.265625 rounds to 1.25, and 1.3125 ties to 1.25 (ml_dtypes'
+        // `a * b + c`); rounded once, 1.328125 goes to 1.375.
+        let line = "e4m3_mulAdd near_even 39 39 18";
+        assert_eq!(answer(line, Some(Profile::MlDtypes)).unwrap(), "3A 01");
+        assert_eq!(answer(line, Some(Profile::Torch)).unwrap(), "3B 01");
+        assert_eq!(answer(line, None).unwrap(), "3B 01");
+    }
+
+    #[test]
     fn widths_follow_the_types() {
         assert_eq!(
             answer("e4m3_to_f32 near_even 38", None).unwrap(),
