@@ -25,7 +25,7 @@
 
 use crate::adam::AdamConfig;
 use crate::backend::{Backend, Batch};
-use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
+use crate::crosscheck::{Bounds, CrossCheck, Verdict};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Layer, Params};
@@ -90,7 +90,7 @@ pub struct StepRecord {
     pub first_non_finite: Option<Layer>,
     /// Present on cross-checked steps.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<CheckRecord>,
+    pub check: Option<Verdict>,
 }
 
 /// Receives what the loop reports. All methods default to doing nothing.
@@ -238,8 +238,8 @@ struct DoneStep {
     scale: f32,
     report: NonFiniteReport,
     skipped: bool,
-    /// The cross-check's record, settled.
-    check: Option<CheckRecord>,
+    /// The cross-check's verdict.
+    check: Option<Verdict>,
 }
 
 /// The loop's running account: the summary so far and where lines and records go.
@@ -268,19 +268,16 @@ impl Ledger<'_> {
                 acc.1 += l.census.underflowed;
             }
             summary.logit_grad_underflow += r.logit_grad_census.underflowed;
-            if !r.expected_skip && summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
-                let layer = r
-                    .layers
-                    .iter()
-                    .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
-                    .map_or(Layer::Conv1, |l| l.layer);
-                summary.worst = Some(Worst {
-                    step: at.step,
-                    loss_rel: r.loss_rel,
-                    logits_rel: r.logits_rel,
-                    grad_rel: r.max_grad_rel,
-                    layer,
-                });
+            if let Some(l) = r.worst_layer() {
+                if summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
+                    summary.worst = Some(Worst {
+                        step: at.step,
+                        loss_rel: r.loss_rel,
+                        logits_rel: r.logits_rel,
+                        grad_rel: r.max_grad_rel,
+                        layer: l.layer,
+                    });
+                }
             }
         }
         if at.batch.is_multiple_of(self.log_interval) {
@@ -650,7 +647,7 @@ impl<'a> Trainer<'a> {
         let scaler = &mut self.scaler;
         let scale = scaler.scale_f32();
         let loss = self.backend.forward_backward(batch, scale)?;
-        let mut record = match self.check.as_deref_mut() {
+        let comparison = match self.check.as_deref_mut() {
             Some(c) if checked => {
                 Some(c.compare(&*self.backend, batch, loss, scale, scaler.inv_scale())?)
             }
@@ -668,16 +665,14 @@ impl<'a> Trainer<'a> {
                 step: at.step,
                 source,
             })?;
-        if let (Some(r), Some(c)) = (record.as_mut(), self.check.as_deref()) {
-            r.settle(skipped, scaler.is_enabled(), c.bounds());
-        }
+        let verdict = comparison.map(|c| c.judge(skipped, scaler.is_enabled()));
         self.ledger.account(DoneStep {
             at,
             loss,
             scale,
             report,
             skipped,
-            check: record,
+            check: verdict,
         })
     }
 
