@@ -24,7 +24,7 @@
 //! and at an epoch's end, replaying each into the host's scaler.
 
 use crate::adam::AdamConfig;
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, QueuedSteps};
 use crate::crosscheck::{Bounds, CrossCheck, Verdict};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
@@ -315,6 +315,22 @@ impl Ledger<'_> {
     }
 }
 
+/// The queued-step extension of a backend that accepted the run's queued steps.
+fn queued(backend: &mut dyn Backend) -> Result<&mut dyn QueuedSteps> {
+    if backend.queued_steps().is_none() {
+        return Err(DeviceError::NoQueuedSteps {
+            backend: backend.describe(),
+        }
+        .into());
+    }
+    backend.queued_steps().ok_or_else(|| {
+        DeviceError::NoQueuedSteps {
+            backend: String::new(),
+        }
+        .into()
+    })
+}
+
 /// Queued steps in flight: the backend runs them whole, the loop accounts for them when it
 /// drains (before a line is printed, a step it runs itself, the end of an epoch and a sync).
 struct Queue {
@@ -335,7 +351,7 @@ impl Queue {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let outcomes = backend.drain_queued()?;
+        let outcomes = queued(backend)?.drain()?;
         if outcomes.len() != self.pending.len() {
             return Err(DeviceError::OutcomeCount {
                 queued: self.pending.len(),
@@ -404,7 +420,7 @@ impl Queue {
 /// continues with exactly the steps the uninterrupted run takes.
 ///
 /// Steps that are not cross-checked run as queued steps when the backend offers them (see
-/// [`Backend::start_queued_steps`]): no host round trip until a line is printed. The result is
+/// [`crate::backend::QueuedSteps`]): no host round trip until a line is printed. The result is
 /// the same either way; the host's scaler replays every step and must agree bit for bit.
 pub struct Trainer<'a> {
     backend: &'a mut dyn Backend,
@@ -449,8 +465,10 @@ impl<'a> Trainer<'a> {
         // Queued steps follow PyTorch's skip rule, so only with the scaler on.
         let queue = if host_scaler.is_enabled()
             && !checks_every_step
-            && backend.start_queued_steps(&data.train, &scaler)?
-        {
+            && match backend.queued_steps() {
+                Some(q) => q.start(&data.train, &scaler)?,
+                None => false,
+            } {
             Some(Queue {
                 pending: Vec::new(),
                 scale_loaded: false,
@@ -577,7 +595,7 @@ impl<'a> Trainer<'a> {
             );
             let order = self.batches.next_order();
             if self.queue.is_some() {
-                self.backend.set_order(order)?;
+                queued(self.backend)?.set_order(order)?;
             }
             self.order_epoch = Some(cursor.epoch);
         }
@@ -595,11 +613,11 @@ impl<'a> Trainer<'a> {
             self.check.is_some() && at.step.is_multiple_of(self.config.check_every as u64);
         if let Some(q) = self.queue.as_mut().filter(|_| !checked) {
             if !q.scale_loaded {
-                self.backend
+                queued(self.backend)?
                     .load_scale(self.scaler.scale_f32(), self.scaler.growth_tracker())?;
                 q.scale_loaded = true;
             }
-            self.backend.queue_step(start, at.len, &self.config.adam)?;
+            queued(self.backend)?.queue_step(start, at.len, &self.config.adam)?;
             q.pending.push(at);
             // The loss is read back only when its line is printed.
             if at.batch.is_multiple_of(self.config.log_interval) {
