@@ -709,7 +709,8 @@ impl<'a> Trainer<'a> {
 
     /// Completes `state`: accounts for queued steps (their scaler updates included) and copies
     /// the weights and the Adam state back from the backend. After it the state holds everything
-    /// the run needs to continue.
+    /// the run needs to continue. A state this trainer does not hold (never stepped here, or
+    /// replaced since) is complete already and left as it is.
     pub fn sync(&mut self, state: &mut TrainState) -> Result<()> {
         if self.bound != Some(state.step) {
             return Ok(());
