@@ -7,7 +7,9 @@ use crate::error::{GpuError, Result};
 use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{check_state_len, Backend, Batch, EvalStats, QueuedOutcome};
+use halfscale_sim::backend::{
+    check_state_len, Backend, Batch, EvalStats, QueuedOutcome, QueuedSteps,
+};
 use halfscale_sim::conv2d::{Conv2d, WEIGHT_GRAD_GROUP};
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
@@ -831,12 +833,15 @@ impl Backend for GpuBackend {
         })
     }
 
+    fn queued_steps(&mut self) -> Option<&mut dyn QueuedSteps> {
+        Some(self)
+    }
+}
+
+/// The sync-free device-scaled step as the simulator's queued-step extension.
+impl QueuedSteps for GpuBackend {
     /// Accepts PyTorch's rule ([`DeviceScaler::from_config`]) and uploads `train` once.
-    fn start_queued_steps(
-        &mut self,
-        train: &Split,
-        scaler: &ScalerConfig,
-    ) -> halfscale_sim::Result<bool> {
+    fn start(&mut self, train: &Split, scaler: &ScalerConfig) -> halfscale_sim::Result<bool> {
         let Some(device) = DeviceScaler::from_config(scaler) else {
             return Ok(false);
         };
@@ -863,7 +868,7 @@ impl Backend for GpuBackend {
         Ok(self.step_device_scaled(start, n, adam)?)
     }
 
-    fn drain_queued(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
+    fn drain(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
         let index = |v: Option<u32>| v.map(|i| i as usize);
         Ok(self
             .drain_records()?

@@ -14,18 +14,20 @@
 //!    is one scalar; a device backend reports its check and receives the new scale).
 //!
 //! A backend that can keep the training set, the scale and the growth tracker itself may also run
-//! whole steps with no host round trip (*queued steps*, PyTorch's rules only): the loop offers it
-//! with [`Backend::start_queued_steps`], queues steps with [`Backend::queue_step`], and reads the
-//! outcomes back with [`Backend::drain_queued`] only when it prints a line or needs the host's
-//! scaler; it replays each outcome into its `LossScaler` and fails if the backend's scale
-//! disagrees. The default says no, and the four calls above run every step.
+//! whole steps with no host round trip (*queued steps*, PyTorch's rules only), an optional
+//! extension: [`Backend::queued_steps`] hands out its [`QueuedSteps`]. The loop offers it the
+//! run with [`QueuedSteps::start`], queues steps with [`QueuedSteps::queue_step`], and reads the
+//! outcomes back with [`QueuedSteps::drain`] only when it prints a line or needs the host's
+//! scaler, and always before it reads the backend's state back; it replays each outcome into its
+//! `LossScaler` and fails if the backend's scale disagrees. A backend without the extension
+//! (the default) runs every step through the four calls above.
 //!
 //! The CPU backends ([`crate::cpu::CpuBackend`] in fp32 and emulated mixed precision) implement
 //! it here; a CUDA backend implements the same trait, queued steps included.
 
 use crate::adam::{AdamConfig, AdamState};
 use crate::dataset::Split;
-use crate::error::{DeviceError, Result, SimError};
+use crate::error::{Result, SimError};
 use crate::model::{Params, PARAM_COUNT};
 use crate::recipe::Recipe;
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
@@ -60,7 +62,7 @@ pub struct EvalStats {
     pub count: usize,
 }
 
-/// A whole step a backend ran on its own ([`Backend::queue_step`]), as it recorded it.
+/// A whole step a backend ran on its own ([`QueuedSteps::queue_step`]), as it recorded it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct QueuedOutcome {
     /// Mean loss of the batch (unscaled).
@@ -86,14 +88,6 @@ pub fn check_state_len(what: &'static str, found: usize) -> Result<()> {
             found,
         })
     }
-}
-
-/// The error of a queued-step method a backend does not implement.
-fn no_queued_steps(backend: &(impl Backend + ?Sized)) -> SimError {
-    DeviceError::NoQueuedSteps {
-        backend: backend.describe(),
-    }
-    .into()
 }
 
 /// The operations of a training step on some device.
@@ -130,29 +124,28 @@ pub trait Backend {
     /// correct count.
     fn evaluate(&mut self, batch: Batch<'_>) -> Result<EvalStats>;
 
+    /// The queued-step extension, when the backend has it. Default: none.
+    fn queued_steps(&mut self) -> Option<&mut dyn QueuedSteps> {
+        None
+    }
+}
+
+/// The optional sync-free protocol: whole GradScaler steps the backend runs without the host,
+/// read back late (see the module doc). The caller drains before it reads the backend's state.
+pub trait QueuedSteps {
     /// Offers the backend to run whole steps without the host under `scaler`: it keeps `train`
     /// (uploaded once) and the scale. Returns whether it accepted; a backend accepts only
-    /// policies it reproduces exactly. Default: no.
-    fn start_queued_steps(&mut self, _train: &Split, _scaler: &ScalerConfig) -> Result<bool> {
-        Ok(false)
-    }
+    /// policies it reproduces exactly.
+    fn start(&mut self, train: &Split, scaler: &ScalerConfig) -> Result<bool>;
     /// Takes the host scaler's scale and growth tracker (before the first queued step, and after
     /// steps the loop ran through the four calls).
-    fn load_scale(&mut self, _scale: f32, _growth_tracker: u32) -> Result<()> {
-        Err(no_queued_steps(self))
-    }
+    fn load_scale(&mut self, scale: f32, growth_tracker: u32) -> Result<()>;
     /// The example order (indices into the kept training split) of the steps that follow.
-    fn set_order(&mut self, _order: &[u32]) -> Result<()> {
-        Err(no_queued_steps(self))
-    }
+    fn set_order(&mut self, order: &[u32]) -> Result<()>;
     /// Queues one whole GradScaler step on examples `order[start..start + n]`: forward, backward
     /// scaled by the kept scale, fused unscale and check, Adam unless something was not finite,
     /// the scale update. Reads nothing back.
-    fn queue_step(&mut self, _start: usize, _n: usize, _adam: &AdamConfig) -> Result<()> {
-        Err(no_queued_steps(self))
-    }
+    fn queue_step(&mut self, start: usize, n: usize, adam: &AdamConfig) -> Result<()>;
     /// Waits for the queued steps and returns their outcomes, in order, since the last drain.
-    fn drain_queued(&mut self) -> Result<Vec<QueuedOutcome>> {
-        Ok(Vec::new())
-    }
+    fn drain(&mut self) -> Result<Vec<QueuedOutcome>>;
 }

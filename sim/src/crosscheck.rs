@@ -118,9 +118,10 @@ pub struct LayerCheck {
     pub census: CensusCounts,
 }
 
-/// Everything the cross-check found about one step.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct CheckRecord {
+/// What the comparison measured about one step, before the scaler's decision is known: a
+/// [`Verdict`] once [`Comparison::judge`] has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
     pub loss_ref: f32,
     pub loss_rel: f64,
     pub logits_rel: f64,
@@ -129,32 +130,136 @@ pub struct CheckRecord {
     pub logit_grad_census: CensusCounts,
     /// The low-precision backward produced an inf or NaN in a parameter gradient.
     pub expected_skip: bool,
-    /// What the scaler decided (filled in by [`CheckRecord::settle`]).
+    /// Largest `grad_rel` over layers.
+    pub max_grad_rel: f64,
+    /// The bounds of the check that measured it.
+    pub bounds: Bounds,
+}
+
+impl Comparison {
+    /// The step's complete verdict, given what the scaler decided: `skip_ok` (always true when
+    /// scaling is disabled: nothing is skipped by design then) and `within_bounds` (skipped
+    /// steps are judged by `skip_ok` alone; a step that applies non-finite gradients, possible
+    /// only without a scaler, is out of bounds).
+    pub fn judge(self, scaler_skipped: bool, scaling_enabled: bool) -> Verdict {
+        let b = self.bounds;
+        let within_bounds = if self.expected_skip {
+            scaling_enabled
+        } else {
+            self.loss_rel <= b.loss && self.logits_rel <= b.logits && self.max_grad_rel <= b.grads
+        };
+        Verdict {
+            loss_ref: self.loss_ref,
+            loss_rel: self.loss_rel,
+            logits_rel: self.logits_rel,
+            layers: self.layers,
+            logit_grad_census: self.logit_grad_census,
+            expected_skip: self.expected_skip,
+            scaler_skipped,
+            skip_ok: !scaling_enabled || scaler_skipped == self.expected_skip,
+            max_grad_rel: self.max_grad_rel,
+            within_bounds,
+        }
+    }
+}
+
+/// Everything the cross-check found about one step, judged: what the loop accounts for, the
+/// metrics file records and the CLI prints. Nothing downstream recomputes it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    pub loss_ref: f32,
+    pub loss_rel: f64,
+    pub logits_rel: f64,
+    pub layers: Vec<LayerCheck>,
+    /// Fate of the reference `dL/dlogits` times the scale: the backward's first rounding point.
+    pub logit_grad_census: CensusCounts,
+    /// The low-precision backward produced an inf or NaN in a parameter gradient.
+    pub expected_skip: bool,
+    /// What the scaler decided.
     pub scaler_skipped: bool,
-    /// `expected_skip == scaler_skipped` (always true when scaling is disabled: nothing is skipped
-    /// by design then).
+    /// `expected_skip == scaler_skipped`, or scaling disabled.
     pub skip_ok: bool,
     /// Largest `grad_rel` over layers.
     pub max_grad_rel: f64,
-    /// No bound exceeded (skipped steps are judged by `skip_ok` alone; a step that applies
-    /// non-finite gradients, possible only without a scaler, is out of bounds).
+    /// No bound exceeded (see [`Comparison::judge`]).
     pub within_bounds: bool,
 }
 
-impl CheckRecord {
-    /// Records the scaler's decision and judges the step.
-    pub fn settle(&mut self, scaler_skipped: bool, scaling_enabled: bool, bounds: &Bounds) {
-        self.scaler_skipped = scaler_skipped;
-        self.skip_ok = !scaling_enabled || scaler_skipped == self.expected_skip;
-        self.within_bounds = if self.expected_skip {
-            // Skipped by the scaler: judged by `skip_ok`. Without a scaler the non-finite
-            // gradients reach the weights, which is never within bounds.
-            scaling_enabled
+/// What is wrong with a checked step, when something is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Finding {
+    /// The low-precision backward produced inf/NaN and no scaler skipped the step.
+    NonFiniteApplied,
+    /// The scaler's skip decision disagrees with the gradients.
+    WrongSkip {
+        scaler_skipped: bool,
+        expected_skip: bool,
+    },
+    /// A relative difference beyond its bound.
+    Divergent {
+        loss_rel: f64,
+        logits_rel: f64,
+        grad_rel: f64,
+    },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Finding::NonFiniteApplied => f.write_str(
+                "the low-precision backward produced inf/NaN and no scaler skipped the step",
+            ),
+            Finding::WrongSkip {
+                scaler_skipped,
+                expected_skip,
+            } => write!(
+                f,
+                "wrong skip decision: the scaler {} but the low-precision backward {} inf/NaN",
+                if scaler_skipped { "skipped" } else { "stepped" },
+                if expected_skip { "produced" } else { "produced no" }
+            ),
+            Finding::Divergent {
+                loss_rel,
+                logits_rel,
+                grad_rel,
+            } => write!(
+                f,
+                "divergence beyond the bound: loss {loss_rel:.2e}, logits {logits_rel:.2e}, gradients {grad_rel:.2e}"
+            ),
+        }
+    }
+}
+
+impl Verdict {
+    /// What is wrong with the step, if anything.
+    pub fn finding(&self) -> Option<Finding> {
+        if self.within_bounds && self.skip_ok {
+            None
+        } else if self.expected_skip && !self.scaler_skipped {
+            Some(Finding::NonFiniteApplied)
+        } else if !self.skip_ok {
+            Some(Finding::WrongSkip {
+                scaler_skipped: self.scaler_skipped,
+                expected_skip: self.expected_skip,
+            })
         } else {
-            self.loss_rel <= bounds.loss
-                && self.logits_rel <= bounds.logits
-                && self.max_grad_rel <= bounds.grads
-        };
+            Some(Finding::Divergent {
+                loss_rel: self.loss_rel,
+                logits_rel: self.logits_rel,
+                grad_rel: self.max_grad_rel,
+            })
+        }
+    }
+
+    /// The layer with the largest gradient difference, when the step's gradients are
+    /// comparable (none when the low-precision backward was not finite).
+    pub fn worst_layer(&self) -> Option<&LayerCheck> {
+        if self.expected_skip {
+            return None;
+        }
+        self.layers
+            .iter()
+            .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
     }
 
     /// Total underflowed elements over the layers' gradients.
@@ -250,8 +355,8 @@ impl CrossCheck {
     }
 
     /// Compares `checked` right after its `forward_backward(batch, scale)` (and before its
-    /// unscale): runs the reference from the same weights, reads both sides and fills a record
-    /// whose skip verdict awaits [`CheckRecord::settle`].
+    /// unscale): runs the reference from the same weights and reads both sides; the
+    /// [`Comparison`] becomes the step's [`Verdict`] with the scaler's decision.
     pub fn compare(
         &mut self,
         checked: &dyn Backend,
@@ -259,7 +364,7 @@ impl CrossCheck {
         loss: f32,
         scale: f32,
         inv_scale: f32,
-    ) -> Result<CheckRecord> {
+    ) -> Result<Comparison> {
         checked.read_params(&mut self.params)?;
         self.reference.load_params(&self.params)?;
         let loss_ref = self.reference.forward_backward(batch, 1.0)?;
@@ -307,17 +412,15 @@ impl CrossCheck {
         } else {
             (f64::from(loss) - f64::from(loss_ref)).abs() / f64::from(loss_ref).abs()
         };
-        Ok(CheckRecord {
+        Ok(Comparison {
             loss_ref,
             loss_rel,
             logits_rel: rel_diff(&self.logits, &self.ref_logits),
             layers,
             logit_grad_census,
             expected_skip,
-            scaler_skipped: false,
-            skip_ok: true,
             max_grad_rel,
-            within_bounds: true,
+            bounds: self.bounds,
         })
     }
 }

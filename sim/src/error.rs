@@ -141,7 +141,7 @@ pub enum DeviceError {
     /// A drain that returned another number of outcomes than steps were queued.
     #[error("{queued} steps were queued but the backend returned {returned} outcomes")]
     OutcomeCount { queued: usize, returned: usize },
-    /// A queued-step call to a backend that does not run queued steps.
+    /// Queued steps asked of a backend that does not offer them.
     #[error("{backend}: this backend does not run queued steps")]
     NoQueuedSteps { backend: String },
 }

@@ -24,8 +24,8 @@
 //! and at an epoch's end, replaying each into the host's scaler.
 
 use crate::adam::AdamConfig;
-use crate::backend::{Backend, Batch};
-use crate::crosscheck::{Bounds, CheckRecord, CrossCheck};
+use crate::backend::{Backend, Batch, QueuedSteps};
+use crate::crosscheck::{Bounds, CrossCheck, Verdict};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Layer, Params};
@@ -90,7 +90,7 @@ pub struct StepRecord {
     pub first_non_finite: Option<Layer>,
     /// Present on cross-checked steps.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<CheckRecord>,
+    pub check: Option<Verdict>,
 }
 
 /// Receives what the loop reports. All methods default to doing nothing.
@@ -238,8 +238,8 @@ struct DoneStep {
     scale: f32,
     report: NonFiniteReport,
     skipped: bool,
-    /// The cross-check's record, settled.
-    check: Option<CheckRecord>,
+    /// The cross-check's verdict.
+    check: Option<Verdict>,
 }
 
 /// The loop's running account: the summary so far and where lines and records go.
@@ -268,19 +268,16 @@ impl Ledger<'_> {
                 acc.1 += l.census.underflowed;
             }
             summary.logit_grad_underflow += r.logit_grad_census.underflowed;
-            if !r.expected_skip && summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
-                let layer = r
-                    .layers
-                    .iter()
-                    .max_by(|a, b| a.grad_rel.total_cmp(&b.grad_rel))
-                    .map_or(Layer::Conv1, |l| l.layer);
-                summary.worst = Some(Worst {
-                    step: at.step,
-                    loss_rel: r.loss_rel,
-                    logits_rel: r.logits_rel,
-                    grad_rel: r.max_grad_rel,
-                    layer,
-                });
+            if let Some(l) = r.worst_layer() {
+                if summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
+                    summary.worst = Some(Worst {
+                        step: at.step,
+                        loss_rel: r.loss_rel,
+                        logits_rel: r.logits_rel,
+                        grad_rel: r.max_grad_rel,
+                        layer: l.layer,
+                    });
+                }
             }
         }
         if at.batch.is_multiple_of(self.log_interval) {
@@ -318,6 +315,22 @@ impl Ledger<'_> {
     }
 }
 
+/// The queued-step extension of a backend that accepted the run's queued steps.
+fn queued(backend: &mut dyn Backend) -> Result<&mut dyn QueuedSteps> {
+    if backend.queued_steps().is_none() {
+        return Err(DeviceError::NoQueuedSteps {
+            backend: backend.describe(),
+        }
+        .into());
+    }
+    backend.queued_steps().ok_or_else(|| {
+        DeviceError::NoQueuedSteps {
+            backend: String::new(),
+        }
+        .into()
+    })
+}
+
 /// Queued steps in flight: the backend runs them whole, the loop accounts for them when it
 /// drains (before a line is printed, a step it runs itself, the end of an epoch and a sync).
 struct Queue {
@@ -338,7 +351,7 @@ impl Queue {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let outcomes = backend.drain_queued()?;
+        let outcomes = queued(backend)?.drain()?;
         if outcomes.len() != self.pending.len() {
             return Err(DeviceError::OutcomeCount {
                 queued: self.pending.len(),
@@ -407,7 +420,7 @@ impl Queue {
 /// continues with exactly the steps the uninterrupted run takes.
 ///
 /// Steps that are not cross-checked run as queued steps when the backend offers them (see
-/// [`Backend::start_queued_steps`]): no host round trip until a line is printed. The result is
+/// [`crate::backend::QueuedSteps`]): no host round trip until a line is printed. The result is
 /// the same either way; the host's scaler replays every step and must agree bit for bit.
 pub struct Trainer<'a> {
     backend: &'a mut dyn Backend,
@@ -452,8 +465,10 @@ impl<'a> Trainer<'a> {
         // Queued steps follow PyTorch's skip rule, so only with the scaler on.
         let queue = if host_scaler.is_enabled()
             && !checks_every_step
-            && backend.start_queued_steps(&data.train, &scaler)?
-        {
+            && match backend.queued_steps() {
+                Some(q) => q.start(&data.train, &scaler)?,
+                None => false,
+            } {
             Some(Queue {
                 pending: Vec::new(),
                 scale_loaded: false,
@@ -580,7 +595,7 @@ impl<'a> Trainer<'a> {
             );
             let order = self.batches.next_order();
             if self.queue.is_some() {
-                self.backend.set_order(order)?;
+                queued(self.backend)?.set_order(order)?;
             }
             self.order_epoch = Some(cursor.epoch);
         }
@@ -598,11 +613,11 @@ impl<'a> Trainer<'a> {
             self.check.is_some() && at.step.is_multiple_of(self.config.check_every as u64);
         if let Some(q) = self.queue.as_mut().filter(|_| !checked) {
             if !q.scale_loaded {
-                self.backend
+                queued(self.backend)?
                     .load_scale(self.scaler.scale_f32(), self.scaler.growth_tracker())?;
                 q.scale_loaded = true;
             }
-            self.backend.queue_step(start, at.len, &self.config.adam)?;
+            queued(self.backend)?.queue_step(start, at.len, &self.config.adam)?;
             q.pending.push(at);
             // The loss is read back only when its line is printed.
             if at.batch.is_multiple_of(self.config.log_interval) {
@@ -650,7 +665,7 @@ impl<'a> Trainer<'a> {
         let scaler = &mut self.scaler;
         let scale = scaler.scale_f32();
         let loss = self.backend.forward_backward(batch, scale)?;
-        let mut record = match self.check.as_deref_mut() {
+        let comparison = match self.check.as_deref_mut() {
             Some(c) if checked => {
                 Some(c.compare(&*self.backend, batch, loss, scale, scaler.inv_scale())?)
             }
@@ -668,16 +683,14 @@ impl<'a> Trainer<'a> {
                 step: at.step,
                 source,
             })?;
-        if let (Some(r), Some(c)) = (record.as_mut(), self.check.as_deref()) {
-            r.settle(skipped, scaler.is_enabled(), c.bounds());
-        }
+        let verdict = comparison.map(|c| c.judge(skipped, scaler.is_enabled()));
         self.ledger.account(DoneStep {
             at,
             loss,
             scale,
             report,
             skipped,
-            check: record,
+            check: verdict,
         })
     }
 
@@ -696,7 +709,8 @@ impl<'a> Trainer<'a> {
 
     /// Completes `state`: accounts for queued steps (their scaler updates included) and copies
     /// the weights and the Adam state back from the backend. After it the state holds everything
-    /// the run needs to continue.
+    /// the run needs to continue. A state this trainer does not hold (never stepped here, or
+    /// replaced since) is complete already and left as it is.
     pub fn sync(&mut self, state: &mut TrainState) -> Result<()> {
         if self.bound != Some(state.step) {
             return Ok(());

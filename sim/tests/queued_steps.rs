@@ -8,7 +8,7 @@ use common::{data, Collect};
 use halfscale_core::scaler::NonFiniteReport;
 use halfscale_core::scaler::{inv_scale, pytorch_update_scale, LossScaler, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{EvalStats, QueuedOutcome};
+use halfscale_sim::backend::{EvalStats, QueuedOutcome, QueuedSteps};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Split;
@@ -99,12 +99,13 @@ impl Backend for Queuing {
     fn evaluate(&mut self, batch: Batch<'_>) -> halfscale_sim::Result<EvalStats> {
         self.inner.evaluate(batch)
     }
+    fn queued_steps(&mut self) -> Option<&mut dyn QueuedSteps> {
+        Some(self)
+    }
+}
 
-    fn start_queued_steps(
-        &mut self,
-        train: &Split,
-        scaler: &ScalerConfig,
-    ) -> halfscale_sim::Result<bool> {
+impl QueuedSteps for Queuing {
+    fn start(&mut self, train: &Split, scaler: &ScalerConfig) -> halfscale_sim::Result<bool> {
         if !scaler.follows_pytorch_rule() {
             return Ok(false);
         }
@@ -165,7 +166,7 @@ impl Backend for Queuing {
         self.queued += 1;
         Ok(())
     }
-    fn drain_queued(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
+    fn drain(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
         self.drains += 1;
         Ok(std::mem::take(&mut self.outcomes))
     }
@@ -337,22 +338,15 @@ fn policies_beyond_pytorch_and_checking_every_step_use_the_four_calls() {
 }
 
 #[test]
-fn a_backend_without_queued_steps_declines_and_refuses_them() {
+fn a_backend_without_queued_steps_offers_none_and_one_with_them_declines_other_policies() {
     let mut cpu = CpuBackend::new(Recipe::mixed_fp16(), BATCH);
-    assert!(!cpu
-        .start_queued_steps(&data().train, &ScalerConfig::pytorch())
+    assert!(cpu.queued_steps().is_none());
+    let mut queuing = Queuing::new(None);
+    let q = queuing.queued_steps().expect("offered");
+    assert!(!q
+        .start(&data().train, &ScalerConfig::recommended())
         .unwrap());
-    for err in [
-        cpu.load_scale(1.0, 0).unwrap_err(),
-        cpu.set_order(&[0]).unwrap_err(),
-        cpu.queue_step(0, 1, &AdamConfig::default()).unwrap_err(),
-    ] {
-        assert!(
-            matches!(&err, SimError::Device(m) if m.to_string().contains("does not run queued steps")),
-            "{err}"
-        );
-    }
-    assert!(cpu.drain_queued().unwrap().is_empty());
+    assert!(q.start(&data().train, &ScalerConfig::pytorch()).unwrap());
 }
 
 #[test]

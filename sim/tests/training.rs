@@ -8,7 +8,7 @@ use common::{data, Collect};
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::adam::AdamState;
 use halfscale_sim::cpu::CpuBackend;
-use halfscale_sim::crosscheck::CrossCheck;
+use halfscale_sim::crosscheck::{CrossCheck, Finding};
 use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::rng::SeededRng;
 use halfscale_sim::train::{self, progress_line, TestResult, TrainConfig};
@@ -320,20 +320,24 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
         Box::new(CpuBackend::new(Recipe::fp32(), 8)),
         &Recipe::mixed_fp16(),
     );
-    let bounds = *check.bounds();
-    let mut r = check.compare(&be, batch, loss, 1.0, 1.0).unwrap();
+    let r = check.compare(&be, batch, loss, 1.0, 1.0).unwrap();
     assert!(r.expected_skip);
     // A scaler that skips: right decision, nothing applied.
-    let mut with = r.clone();
-    with.settle(true, true, &bounds);
+    let with = r.clone().judge(true, true);
     assert!(with.skip_ok && with.within_bounds);
+    assert_eq!(with.finding(), None);
     // A scaler that steps anyway: wrong decision.
-    let mut wrong = r.clone();
-    wrong.settle(false, true, &bounds);
+    let wrong = r.clone().judge(false, true);
     assert!(!wrong.skip_ok);
+    assert!(matches!(wrong.finding(), Some(Finding::NonFiniteApplied)));
     // No scaler: nothing to decide, but non-finite gradients reach the weights.
-    r.settle(false, false, &bounds);
+    let r = r.judge(false, false);
     assert!(r.skip_ok && !r.within_bounds);
+    assert_eq!(r.finding(), Some(Finding::NonFiniteApplied));
+    assert_eq!(
+        r.finding().unwrap().to_string(),
+        "the low-precision backward produced inf/NaN and no scaler skipped the step"
+    );
 }
 
 #[test]
@@ -420,4 +424,37 @@ fn a_scaler_error_mid_run_names_the_step_and_keeps_the_scaler_error_as_its_sourc
         ),
         "{source}"
     );
+}
+
+#[test]
+fn a_verdict_is_complete_and_names_its_finding() {
+    use halfscale_sim::crosscheck::{Bounds, Comparison};
+    let bounds = Bounds::for_recipe(&Recipe::mixed_fp16());
+    let comparison = Comparison {
+        loss_ref: 2.3,
+        loss_rel: 1e-4,
+        logits_rel: 1e-4,
+        layers: Vec::new(),
+        logit_grad_census: Default::default(),
+        expected_skip: false,
+        max_grad_rel: 0.5, // beyond fp16's 3e-1
+        bounds,
+    };
+    let v = comparison.clone().judge(false, true);
+    assert!(v.skip_ok && !v.within_bounds);
+    assert_eq!(
+        v.finding().unwrap().to_string(),
+        "divergence beyond the bound: loss 1.00e-4, logits 1.00e-4, gradients 5.00e-1"
+    );
+    let v = comparison.clone().judge(true, true);
+    assert_eq!(
+        v.finding().unwrap().to_string(),
+        "wrong skip decision: the scaler skipped but the low-precision backward produced no inf/NaN"
+    );
+    let within = Comparison {
+        max_grad_rel: 0.1,
+        ..comparison
+    }
+    .judge(false, true);
+    assert_eq!(within.finding(), None);
 }

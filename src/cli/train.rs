@@ -177,24 +177,9 @@ impl Observer for CliObserver {
                     .underflow
                     .push((x, c.underflowed() as f64 / total as f64));
             }
-            if !c.within_bounds || !c.skip_ok {
+            if let Some(what) = c.finding() {
                 self.warnings += 1;
                 if self.warnings <= MAX_WARNINGS {
-                    let what = if c.expected_skip && !c.scaler_skipped {
-                        "the low-precision backward produced inf/NaN and no scaler skipped the step"
-                            .to_string()
-                    } else if !c.skip_ok {
-                        format!(
-                            "wrong skip decision: the scaler {} but the low-precision backward {} inf/NaN",
-                            if c.scaler_skipped { "skipped" } else { "stepped" },
-                            if c.expected_skip { "produced" } else { "produced no" }
-                        )
-                    } else {
-                        format!(
-                            "divergence beyond the bound: loss {:.2e}, logits {:.2e}, gradients {:.2e}",
-                            c.loss_rel, c.logits_rel, c.max_grad_rel
-                        )
-                    };
                     self.bar
                         .suspend(|| eprintln!("warning: step {}: cross-check: {what}", r.step));
                 } else if self.warnings == MAX_WARNINGS + 1 {
