@@ -8,7 +8,6 @@ use clap::{Subcommand, ValueEnum};
 use halfscale_core::half::{bf16, f16};
 use halfscale_core::{self as hc, Fate, Flags, Format, FpEnv, NanStyle, RoundingMode, Tininess};
 use rustc_apfloat::Round;
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -124,43 +123,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn batch(env: FpEnv) -> ExitCode {
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failed = false;
-    for (index, line) in stdin.lock().lines().enumerate() {
-        let line_no = index + 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                eprintln!("error: stdin line {line_no}: {e}");
-                failed = true;
-                break;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match answer_line(&line, env) {
-            Ok(answer) => {
-                if writeln!(out, "{answer}").is_err() {
-                    return ExitCode::FAILURE;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: stdin line {line_no}: {e}");
-                failed = true;
-            }
-        }
-    }
-    if out.flush().is_err() {
-        return ExitCode::FAILURE;
-    }
-    if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    }
+    super::f16_batch::answer_lines(|line| answer_line(line, env))
 }
 
 /// The narrow formats this command knows, with their correctly rounded decimal parser.

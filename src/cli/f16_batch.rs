@@ -10,6 +10,7 @@
 use halfscale_core::half::{bf16, f16};
 use halfscale_core::{self as hc, Format, FpEnv, RoundingMode};
 use std::fmt;
+use std::process::ExitCode;
 
 /// Why a batch line could not be answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +213,50 @@ fn eval<F: Format>(
         _ => unreachable!("the signature table lists every name"),
     };
     Ok((result, out))
+}
+
+/// The batch loop of `halfscale f16 batch`, `fp8 batch` and `mx`: answers every non-blank stdin
+/// line on stdout, reports a bad one on stderr with its line number and goes on; exits 2 when a
+/// line was bad, 1 when stdout fails.
+pub fn answer_lines<E: fmt::Display>(answer: impl Fn(&str) -> Result<String, E>) -> ExitCode {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = false;
+    for (index, line) in stdin.lock().lines().enumerate() {
+        let line_no = index + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("error: stdin line {line_no}: {e}");
+                failed = true;
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match answer(&line) {
+            Ok(text) => {
+                if writeln!(out, "{text}").is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: stdin line {line_no}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::FAILURE;
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use halfscale_core::{
     self as hc, Fate, Flags, Format, FpEnv, Overflow, Profile, RoundingMode, E2M1, E2M3, E3M2,
     E4M3, E5M2,
 };
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -118,43 +117,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn batch(env: FpEnv, profile: Option<Profile>) -> ExitCode {
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failed = false;
-    for (index, line) in stdin.lock().lines().enumerate() {
-        let line_no = index + 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                eprintln!("error: stdin line {line_no}: {e}");
-                failed = true;
-                break;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match answer_line(&line, env, profile) {
-            Ok(answer) => {
-                if writeln!(out, "{answer}").is_err() {
-                    return ExitCode::FAILURE;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: stdin line {line_no}: {e}");
-                failed = true;
-            }
-        }
-    }
-    if out.flush().is_err() {
-        return ExitCode::FAILURE;
-    }
-    if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    }
+    super::f16_batch::answer_lines(|line| answer_line(line, env, profile))
 }
 
 /// A `0x..` operand's code, `None` for a decimal.

@@ -18,7 +18,6 @@ use clap::Subcommand;
 use halfscale_core::e8m0::E8M0;
 use halfscale_core::recipe::mx::{self, Element, MxBlock, ScaleMode, BLOCK_SIZE};
 use std::fmt::Write as _;
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -156,50 +155,11 @@ pub fn dequantize_line(line: &str, elem: Element) -> Result<String, LineError> {
 pub fn run(args: Args) -> ExitCode {
     match args.op {
         Op::Quantize { elem, scale_mode } => {
-            answer_lines(|line| quantize_line(line, elem, scale_mode))
+            super::f16_batch::answer_lines(|line| quantize_line(line, elem, scale_mode))
         }
-        Op::Dequantize { elem } => answer_lines(|line| dequantize_line(line, elem)),
-    }
-}
-
-/// The batch loop of `halfscale f16 batch`: answer every line, report bad ones on stderr.
-fn answer_lines(answer: impl Fn(&str) -> Result<String, LineError>) -> ExitCode {
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failed = false;
-    for (index, line) in stdin.lock().lines().enumerate() {
-        let line_no = index + 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                eprintln!("error: stdin line {line_no}: {e}");
-                failed = true;
-                break;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
+        Op::Dequantize { elem } => {
+            super::f16_batch::answer_lines(|line| dequantize_line(line, elem))
         }
-        match answer(&line) {
-            Ok(text) => {
-                if writeln!(out, "{text}").is_err() {
-                    return ExitCode::FAILURE;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: stdin line {line_no}: {e}");
-                failed = true;
-            }
-        }
-    }
-    if out.flush().is_err() {
-        return ExitCode::FAILURE;
-    }
-    if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
     }
 }
 
