@@ -4,6 +4,7 @@
 
 /// The five IEEE 754 rounding-direction attributes (clause 4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum RoundingMode {
     /// roundTiesToEven, the default everywhere (SoftFloat `near_even`).
     #[default]
@@ -54,6 +55,7 @@ impl RoundingMode {
 
 /// When a result is "tiny" for the underflow flag (IEEE 754 clause 7.5 allows both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Tininess {
     /// Tiny when the result rounded to the format's precision with unbounded exponent is below the
     /// smallest normal (x86 SSE, Berkeley SoftFloat's default for 8086-SSE).
@@ -65,6 +67,7 @@ pub enum Tininess {
 
 /// Which NaN an operation returns when its result is NaN. Every NaN result is quiet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum NanStyle {
     /// x86 SSE, exactly as Berkeley SoftFloat's `8086-SSE` specialisation: a NaN operand is
     /// propagated quieted (the first NaN operand, a signalling one first), and an invalid operation
@@ -144,6 +147,7 @@ impl core::ops::BitOrAssign for Flags {
 
 /// Rounding attributes plus the flags raised so far. Cheap to copy; the caller owns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct FpEnv {
     pub rounding: RoundingMode,
     pub tininess: Tininess,

@@ -16,8 +16,18 @@
 //! ```
 //!
 //! [`fast`] has flag-free nearest-even hot paths; [`fate`] classifies what storage does to a value.
+//!
+//! Features: `std` (F16C slice conversions at run time, std error impls), `serde` (the scaler's
+//! configuration and state), `proptest` and `arbitrary` (the verification kit for runtime
+//! authors, `kit`: strategies, a ready scaler property, fuzzer inputs).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "proptest")]
+extern crate alloc;
+// `arbitrary`'s derive keeps a thread-local recursion count, so it needs std.
+#[cfg(all(feature = "arbitrary", not(test)))]
+extern crate std;
 
 pub use half;
 
@@ -29,6 +39,8 @@ pub mod env;
 pub mod fast;
 pub mod fate;
 pub mod format;
+#[cfg(any(feature = "proptest", feature = "arbitrary"))]
+pub mod kit;
 mod rounding;
 pub mod scaler;
 

@@ -1,5 +1,7 @@
 //! The unscale pass: PyTorch's kernel element by element, NaN and inf counted apart, positions
-//! right across the block boundaries of the fast path.
+//! right across the block boundaries of the fast path; the f16/bf16 kernels against SoftFloat.
+
+mod oracle;
 
 use halfscale_core::scaler::{
     check_non_finite, inv_scale, scale_loss, unscale_and_check, Found, NonFiniteReport,
@@ -214,6 +216,79 @@ proptest! {
         prop_assert_eq!(r.found(), Found::Finite);
         for (a, b) in grads.iter().zip(&kept) {
             prop_assert_eq!(a.to_bits(), b.to_bits());
+        }
+    }
+}
+
+/// The f16/bf16 kernel, judged by Berkeley SoftFloat: widen (exact), multiply in f32
+/// (nearest-even), narrow nearest-even; NaN products stored as c10's quiet NaN.
+mod half_gradients {
+    use super::oracle::{bf16_from_f32, bf16_to_f32, h, run, s};
+    use halfscale_core::half::{bf16, f16};
+    use halfscale_core::scaler::{unscale_and_check_bf16, unscale_and_check_f16, Found};
+    use halfscale_core::{FpEnv, RoundingMode};
+    use softfloat_sys as sf;
+
+    const INV: [f32; 6] = [1.0 / 65536.0, 1.0 / 3.0, 1.0, 1048576.0, 0.0, f32::INFINITY];
+
+    fn sf_mul(a: u32, b: u32) -> u32 {
+        let env = FpEnv::new(RoundingMode::NearestEven);
+        run(&env, || unsafe { sf::f32_mul(s(a), s(b)) }).0.v
+    }
+
+    #[test]
+    fn f16_unscale_matches_softfloat_on_all_65536_values() {
+        let env = FpEnv::new(RoundingMode::NearestEven);
+        let grads: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        for inv in INV {
+            let mut g = grads.clone();
+            let report = unscale_and_check_f16(&mut g, inv);
+            // 2 infs, 2 * 1023 NaNs in every 16-bit pattern set; the first inf is 0x7C00.
+            assert_eq!((report.inf, report.nan), (2, 2046));
+            assert_eq!(
+                (report.first_inf, report.first_nan),
+                (Some(0x7C00), Some(0x7C01))
+            );
+            assert_eq!(report.found(), Found::Nan);
+            for (bits, out) in (0..=u16::MAX).zip(&g) {
+                let expected = if inv == 1.0 {
+                    bits
+                } else {
+                    let wide = run(&env, || unsafe { sf::f16_to_f32(h(bits)) }).0.v;
+                    let p = sf_mul(wide, inv.to_bits());
+                    if p & 0x7FFF_FFFF > 0x7F80_0000 {
+                        ((p >> 16) & 0x8000) as u16 | 0x7E00
+                    } else {
+                        run(&env, || unsafe { sf::f32_to_f16(s(p)) }).0.v
+                    }
+                };
+                assert_eq!(out.to_bits(), expected, "{bits:#06x} * {inv:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_unscale_matches_softfloat_on_all_65536_values() {
+        let env = FpEnv::new(RoundingMode::NearestEven);
+        let grads: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+        for inv in INV {
+            let mut g = grads.clone();
+            let report = unscale_and_check_bf16(&mut g, inv);
+            assert_eq!((report.inf, report.nan), (2, 2 * 127));
+            assert_eq!(report.first_inf, Some(0x7F80));
+            for (bits, out) in (0..=u16::MAX).zip(&g) {
+                let expected = if inv == 1.0 {
+                    bits
+                } else {
+                    let p = sf_mul(bf16_to_f32(&env, bits).0, inv.to_bits());
+                    if p & 0x7FFF_FFFF > 0x7F80_0000 {
+                        0x7FC0
+                    } else {
+                        bf16_from_f32(&env, p).0
+                    }
+                };
+                assert_eq!(out.to_bits(), expected, "{bits:#06x} * {inv:e}");
+            }
         }
     }
 }

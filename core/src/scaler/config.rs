@@ -7,6 +7,7 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum GrowthTiming {
     /// PyTorch `_amp_update_scale_`: the tracker counts clean updates and the scale grows on the
     /// `growth_interval`-th one, after which the tracker restarts from 0. Megatron-LM's
@@ -25,6 +26,7 @@ pub enum GrowthTiming {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum NanPolicy {
     /// PyTorch and DeepSpeed: a NaN is an overflow like an inf (the step is skipped and the scale
     /// backs off). The step outcome still says `SkippedNan`, so it is never invisible.
@@ -40,6 +42,7 @@ pub enum NanPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum FloorPolicy {
     /// Stay at the floor (DeepSpeed with `raise_error_at_min_scale=False`, Megatron-LM): steps
     /// keep being skipped but the scale never collapses to 0.
@@ -54,6 +57,7 @@ pub enum FloorPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum ScalePrecision {
     /// PyTorch: the scale is a float32 tensor and the factors are C++ `double`s, so the kernel
     /// computes `static_cast<float>(double(scale) * factor)`: the product is taken in f64 and
@@ -102,6 +106,7 @@ impl ScalePrecision {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ScalerConfig {
     /// `enabled=False` in PyTorch: scaling is the identity, every step happens, the scale reads 1.
     pub enabled: bool,

@@ -78,6 +78,7 @@ pub use loss_scaler::LossScaler;
 pub use optimizer::{OptStage, OptimizerId, OptimizerStates, StepOutcome};
 pub use state::ScalerState;
 pub use unscale::{
-    check_non_finite, inv_scale, scale_loss, unscale_and_check, Found, NonFiniteReport,
+    check_non_finite, inv_scale, scale_loss, unscale_and_check, unscale_and_check_bf16,
+    unscale_and_check_f16, Found, NonFiniteReport,
 };
 pub use update::{pytorch_update_scale, ScaleChange};

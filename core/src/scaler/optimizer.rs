@@ -12,6 +12,7 @@ use super::unscale::{Found, NonFiniteReport};
 /// A caller-chosen name for an optimizer (PyTorch keys its states by `id(optimizer)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct OptimizerId(pub u16);
 
 impl fmt::Display for OptimizerId {
@@ -34,6 +35,7 @@ pub enum OptStage {
 /// What `step` did, so the caller can gate an LR scheduler (or anything that must move only
 /// with the parameters) without another look at the gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum StepOutcome {
     /// The gradients were finite (or scaling is disabled): the optimizer steps.
     Stepped,

@@ -11,6 +11,7 @@
 /// `growth_interval` with the saved ones (see [`LossScaler::load_state`](super::LossScaler::load_state)).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ScalerState {
     /// The current scale (PyTorch: `get_scale()`, a Python float holding the f32 value).
     pub scale: f64,

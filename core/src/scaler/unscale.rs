@@ -6,10 +6,14 @@
 //! `inv_scale` a float32 tensor that `GradScaler.unscale_` computes as
 //! `self._scale.double().reciprocal().float()` ("FP32 division can be imprecise for certain
 //! compile options, so we carry out the reciprocal in FP64"). So: `inv = f32(1 / f64(scale))`
-//! ([`inv_scale`]), then one f32 multiply per element, skipped when `inv == 1`.
+//! ([`inv_scale`]), then one f32 multiply per element, skipped when `inv == 1`. A float16 or
+//! bfloat16 gradient is widened to f32 (`opmath_t`), multiplied, and stored back nearest-even.
+
+use half::{bf16, f16};
 
 /// What a gradient check found, the worst first: a NaN outranks an inf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Found {
     /// Every element finite.
     Finite,
@@ -195,6 +199,92 @@ pub fn check_non_finite(grads: &[f32]) -> NonFiniteReport {
     }
     classify_block_if_needed(blocks.remainder(), base, &mut report);
     report
+}
+
+/// The 16-bit gradient types the fused unscale handles, with the f32 -> 16-bit store PyTorch's
+/// CPU kernel uses (`c10::Half` / `c10::BFloat16` from `float`).
+trait Half16: Copy {
+    fn widen(self) -> f32;
+    /// Nearest-even for numbers; a NaN becomes c10's quiet NaN.
+    fn store(x: f32) -> Self;
+}
+
+impl Half16 for f16 {
+    #[inline]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+    /// `c10::detail::fp16_ieee_from_fp32_value`: nearest-even, NaN -> sign | `0x7E00`.
+    #[inline]
+    fn store(x: f32) -> Self {
+        if x.is_nan() {
+            let sign = ((x.to_bits() >> 16) & 0x8000) as u16;
+            f16::from_bits(sign | 0x7E00)
+        } else {
+            f16::from_f32(x)
+        }
+    }
+}
+
+impl Half16 for bf16 {
+    #[inline]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+    /// `c10::detail::round_to_nearest_even`: nearest-even, any NaN -> `0x7FC0`.
+    #[inline]
+    fn store(x: f32) -> Self {
+        if x.is_nan() {
+            bf16::from_bits(0x7FC0)
+        } else {
+            bf16::from_f32(x)
+        }
+    }
+}
+
+fn unscale_and_check_half<H: Half16>(grads: &mut [H], inv_scale: f32) -> NonFiniteReport {
+    let mut report = NonFiniteReport {
+        len: grads.len(),
+        ..NonFiniteReport::default()
+    };
+    for (i, g) in grads.iter_mut().enumerate() {
+        let v = g.widen();
+        if v.is_nan() {
+            report.nan += 1;
+            report.first_nan.get_or_insert(i);
+        } else if v.is_infinite() {
+            report.inf += 1;
+            report.first_inf.get_or_insert(i);
+        }
+        if inv_scale != 1.0 {
+            *g = H::store(v * inv_scale);
+        }
+    }
+    report
+}
+
+/// [`unscale_and_check`] for a float16 gradient, as PyTorch's kernel does it for `at::Half`:
+/// the element widened to f32 (exact), checked, multiplied by `inv_scale` in f32 and stored back
+/// to f16 nearest-even (`static_cast<scalar_t>(val * inv_scale)` with an f32 `opmath_t`); a NaN
+/// product is stored as `c10`'s quiet NaN (sign | `0x7E00`). Untouched when `inv_scale == 1`.
+///
+/// ```
+/// use halfscale_core::half::f16;
+/// use halfscale_core::scaler::{unscale_and_check_f16, Found};
+/// let mut g = [f16::from_f32(1024.0), f16::INFINITY, f16::from_f32(-3.0)];
+/// let report = unscale_and_check_f16(&mut g, 1.0 / 1024.0);
+/// assert_eq!((report.inf, report.first_inf, report.found()), (1, Some(1), Found::Inf));
+/// assert_eq!(g[0], f16::ONE);
+/// assert_eq!(g[2].to_bits(), 0x9A00); // -3/1024 = -1.5 * 2^-9, exact in f16
+/// ```
+pub fn unscale_and_check_f16(grads: &mut [f16], inv_scale: f32) -> NonFiniteReport {
+    unscale_and_check_half(grads, inv_scale)
+}
+
+/// [`unscale_and_check_f16`] for a bfloat16 gradient (`at::BFloat16`): widened, checked,
+/// multiplied in f32, stored back nearest-even; a NaN product is stored as `0x7FC0`.
+pub fn unscale_and_check_bf16(grads: &mut [bf16], inv_scale: f32) -> NonFiniteReport {
+    unscale_and_check_half(grads, inv_scale)
 }
 
 /// `loss * scale` as PyTorch's `GradScaler.scale` computes it for a float32 loss: an f32
