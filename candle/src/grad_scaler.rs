@@ -21,7 +21,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Optimizer;
 use halfscale_core::scaler::{
-    LossScaler, NonFiniteReport, ScaleChange, ScalerConfig, ScalerState, StepOutcome,
+    LossScaler, NonFiniteReport, OptimizerId, ScaleChange, ScalerConfig, ScalerError, ScalerState,
+    StepOutcome,
 };
 
 /// The configuration of a [`GradScaler`] built through [`Optimizer::new`]: the inner optimizer's
@@ -134,12 +135,17 @@ impl<O: Optimizer> GradScaler<O> {
     /// `loss * scale`, PyTorch's `scaler.scale(loss)`: the loss is taken to f32 first (an f16 loss
     /// times 2^16 would overflow f16, and autocast computes losses in f32 anyway), then multiplied
     /// by the f32 scale. The identity (in f32) when disabled.
+    ///
+    /// The scale is a tensor operand, not `affine`'s constant: candle's backward drops an
+    /// `affine` whose factor is 0, and PyTorch's scale can collapse to 0, where `0 * inf = NaN`
+    /// must still reach the check (as it does in PyTorch) rather than no gradient at all.
     pub fn scale_loss(&self, loss: &Tensor) -> Result<Tensor> {
         let loss = loss.to_dtype(DType::F32)?;
         if !self.scaler.is_enabled() {
             return Ok(loss);
         }
-        loss.affine(f64::from(self.scaler.scale_f32()), 0.0)
+        let scale = Tensor::new(self.scaler.scale_f32(), loss.device())?;
+        loss.broadcast_mul(&scale)
     }
 
     /// Unscales and checks the gradients of the variables in `grads`, in place (PyTorch's
@@ -158,16 +164,25 @@ impl<O: Optimizer> GradScaler<O> {
     }
 
     /// [`unscale`](Self::unscale) through a shared store; a non-contiguous gradient is an error.
+    /// No variable with a gradient is PyTorch's "No inf checks were recorded for this optimizer."
     fn unscale_shared(&self, grads: &GradStore) -> Result<NonFiniteReport> {
         let mut report = NonFiniteReport::default();
         if !self.scaler.is_enabled() {
             return Ok(report);
         }
         let inv = self.scaler.inv_scale();
+        let mut checked = 0;
         for var in &self.vars {
             if let Some(g) = grads.get(var) {
                 report = report.merge(unscale_grad(g, inv)?);
+                checked += 1;
             }
+        }
+        if checked == 0 {
+            let optimizer = OptimizerId(0);
+            return Err(
+                AdapterError::from(ScalerError::NoInfChecksForOptimizer { optimizer }).into(),
+            );
         }
         Ok(report)
     }

@@ -394,3 +394,102 @@ fn f32_to_bf16_rounds_to_nearest_even() -> R {
     assert!(check_narrow::<bf16>()?.is_empty());
     Ok(())
 }
+
+/// The same operations on the verification kit's edge-biased draws (`halfscale_core::kit`):
+/// subnormals, the overflow edge, NaN payloads and signalling NaNs get a fixed share of the draws,
+/// and f32 -> narrow casts are drawn on exact ties of every class (underflow, subnormal, normal,
+/// overflow). The bf16 add flush (above) is allowed for on AVX512-BF16 machines only.
+mod kit {
+    use super::*;
+    use halfscale_core::kit::values::{conversion_ties, edge_values};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Draws 1,024 operand vectors of 64 pairs (candle's SIMD blocks see full vectors).
+    fn check_pairs<F: Narrow>(
+        candle_op: fn(&Tensor, &Tensor) -> R<Tensor>,
+        soft: SoftOp<F>,
+        allow_ftz: bool,
+    ) {
+        let mut runner = TestRunner::new(Config {
+            cases: 1024,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let pairs = proptest::collection::vec((edge_values::<F>(), edge_values::<F>()), 64);
+        runner
+            .run(&pairs, |pairs| {
+                let (a, b): (Vec<F>, Vec<F>) = pairs.into_iter().unzip();
+                let got = candle_op(&tensor(a.clone()).unwrap(), &tensor(b.clone()).unwrap())
+                    .unwrap()
+                    .to_vec1::<F>()
+                    .unwrap();
+                let mut e = env();
+                for i in 0..a.len() {
+                    let want = soft(a[i], b[i], &mut e);
+                    let (g, w) = (bits(got[i]), bits(want));
+                    let flushed = w & 0x7f80 == 0 && w & 0x7f != 0 && g == w & 0x8000;
+                    prop_assert!(
+                        if is_nan(want) {
+                            is_nan(got[i])
+                        } else {
+                            g == w || (allow_ftz && flushed)
+                        },
+                        "{} {:#06x}, {:#06x}: candle {:#06x}, halfscale {:#06x}",
+                        F::NAME,
+                        bits(a[i]),
+                        bits(b[i]),
+                        g,
+                        w
+                    );
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn f16_ops_on_edge_draws() {
+        check_pairs::<f16>(|x, y| x.add(y), add, false);
+        check_pairs::<f16>(|x, y| x.mul(y), mul, false);
+        check_pairs::<f16>(|x, y| x.div(y), div, false);
+    }
+
+    #[test]
+    fn bf16_ops_on_edge_draws() {
+        check_pairs::<bf16>(|x, y| x.add(y), add, avx512_bf16());
+        check_pairs::<bf16>(|x, y| x.mul(y), mul, false);
+        check_pairs::<bf16>(|x, y| x.div(y), div, false);
+    }
+
+    fn check_ties<F: Narrow>() {
+        let mut runner = TestRunner::new(Config {
+            cases: 1024,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let ties = proptest::collection::vec(conversion_ties::<F>(), 64);
+        runner
+            .run(&ties, |ties| {
+                let got = tensor(ties.clone())
+                    .unwrap()
+                    .to_dtype(<F as candle_core::WithDType>::DTYPE)
+                    .unwrap()
+                    .to_vec1::<F>()
+                    .unwrap();
+                let mut e = env();
+                for (t, g) in ties.iter().zip(&got) {
+                    let want: F = convert(*t, &mut e);
+                    prop_assert_eq!(bits(*g), bits(want), "{} tie {:e}", F::NAME, t);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn f32_to_narrow_casts_on_kit_ties() {
+        check_ties::<f16>();
+        check_ties::<bf16>();
+    }
+}

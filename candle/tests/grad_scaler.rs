@@ -386,3 +386,87 @@ fn an_f16_loss_is_scaled_in_f32() -> R {
     assert_eq!(s.to_scalar::<f32>()?, 3.5 * 65536.0);
     Ok(())
 }
+
+/// The verification kit's ready property (`halfscale_core::kit::scaler::check_scale_update`):
+/// 256 PyTorch-rule configurations and event sequences, each step run through a whole
+/// `GradScaler::backward_step` (scale the loss, backward, unscale and check, step or skip,
+/// update) from the state the property hands over, compared bit for bit with `LossScaler`.
+#[test]
+fn the_scale_update_passes_the_kits_property() {
+    use halfscale_core::kit::scaler::check_scale_update;
+    use halfscale_core::scaler::Found;
+    let result = check_scale_update(|args| {
+        let config = ScalerConfig {
+            growth_factor: args.growth_factor,
+            backoff_factor: args.backoff_factor,
+            growth_interval: args.growth_interval,
+            ..ScalerConfig::pytorch()
+        };
+        let state = ScalerState {
+            scale: f64::from(args.scale),
+            growth_factor: args.growth_factor,
+            backoff_factor: args.backoff_factor,
+            growth_interval: args.growth_interval,
+            growth_tracker: args.growth_tracker,
+            hysteresis_left: None,
+            skipped_steps: 0,
+            iteration: 0,
+        };
+        let scaler = LossScaler::from_state(config, &state).expect("the kit's state loads");
+        let w = Var::new(&[1.0f32, 2.0], &Device::Cpu).expect("var");
+        let sgd = candle_nn::SGD::new(vec![w.clone()], 0.1).expect("sgd");
+        let mut gs = GradScaler::with_scaler(sgd, vec![w.clone()], scaler);
+        // d/dw = 2^-126 per element: finite at every f32 scale, so only the event decides.
+        let tiny = f32::MIN_POSITIVE;
+        let bad = match args.found {
+            Found::Finite => 0.0,
+            Found::Inf => f32::INFINITY,
+            Found::Nan => f32::NAN,
+        };
+        let c = Tensor::new(&[tiny, tiny], &Device::Cpu).expect("tensor");
+        let m = Tensor::new(&[0.0f32, bad], &Device::Cpu).expect("tensor");
+        let loss = ((w.as_tensor() * c).expect("mul").sum_all().expect("sum")
+            + (w.as_tensor() * m).expect("mul").sum_all().expect("sum"))
+        .expect("add");
+        gs.backward_step(&loss)
+            .expect("a PyTorch-rule step cannot fail");
+        (gs.scaler().scale_f32(), gs.scaler().growth_tracker())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// At a scale that collapsed to 0 (PyTorch's scale can, after 166 backoffs from 2^16), an inf
+/// in the graph still reaches the check as `0 * inf = NaN` and the step is skipped, as in
+/// PyTorch (found by the kit's property: `affine(0, 0)` would drop the backward graph).
+#[test]
+fn at_scale_zero_an_inf_still_skips_the_step() -> R {
+    let vars = params()?;
+    let mut scaler = GradScaler::new(adamw(&vars)?, vars.clone(), ScalerConfig::pytorch())?;
+    let state = ScalerState {
+        scale: 0.0,
+        ..scaler.state_dict().expect("enabled")
+    };
+    scaler.load_state_dict(&state)?;
+    let before = bits(&vars)?;
+    let outcome = scaler.backward_step(&poisoned_loss(&vars, 0, f32::INFINITY)?)?;
+    assert!(!outcome.is_stepped(), "{outcome}");
+    assert_eq!(bits(&vars)?, before);
+    assert_eq!(scaler.scale(), 0.0);
+    Ok(())
+}
+
+/// No variable has a gradient: PyTorch's "No inf checks were recorded for this optimizer."
+#[test]
+fn no_gradient_at_all_is_an_error() -> R {
+    let vars = params()?;
+    let mut scaler = GradScaler::new(adamw(&vars)?, vars.clone(), ScalerConfig::pytorch())?;
+    let other = Var::new(&[1.0f32], &Device::Cpu)?;
+    let err = scaler
+        .backward_step(&other.as_tensor().sum_all()?)
+        .expect_err("no gradient for the optimizer's variables");
+    assert!(err.to_string().contains("no inf checks"), "{err}");
+    assert_eq!(scaler.scaler().iteration(), 0);
+    Ok(())
+}

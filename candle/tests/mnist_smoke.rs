@@ -11,7 +11,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use halfscale_candle::{GradScaler, MasterWeights};
 use halfscale_core::scaler::{ScalerConfig, StepOutcome};
 use halfscale_sim::dataset::{Dataset, Split, IMAGE_SIDE};
-use simple_cnn::SimpleCnn;
+use simple_cnn::{Kernels, SimpleCnn};
 use std::path::Path;
 
 type R<T = ()> = candle_core::Result<T>;
@@ -34,7 +34,10 @@ fn f16_training_with_masters_and_scaler_learns() -> R {
     let data = Dataset::load(&dir).map_err(candle_core::Error::wrap)?;
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    SimpleCnn::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    SimpleCnn::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+        Kernels::Native,
+    )?;
     let masters = MasterWeights::from_varmap(&varmap, DType::F16)?;
     assert_eq!(masters.vars().len(), 8);
     let fc2_before = varmap.data().lock().expect("lock")["fc2.weight"]
@@ -55,7 +58,7 @@ fn f16_training_with_masters_and_scaler_learns() -> R {
     let mut stepped = 0;
     for i in 0..steps {
         let (x, y) = batch(&data.train, i * bs, bs, DType::F16)?;
-        let model = SimpleCnn::new(masters.var_builder()?)?;
+        let model = SimpleCnn::new(masters.var_builder()?, Kernels::AccumulateF32)?;
         let log_probs = model.forward(&x)?;
         assert_eq!(log_probs.dtype(), DType::F32);
         let loss = candle_nn::loss::nll(&log_probs, &y)?;
@@ -86,7 +89,7 @@ fn f16_training_with_masters_and_scaler_learns() -> R {
 
     // Held-out images: far above chance (10%) after 60 steps.
     let (x, y) = batch(&data.test, 0, 500, DType::F16)?;
-    let model = SimpleCnn::new(masters.var_builder()?)?;
+    let model = SimpleCnn::new(masters.var_builder()?, Kernels::AccumulateF32)?;
     let pred = model.forward(&x)?.argmax(D::Minus1)?;
     let correct = pred
         .eq(&y)?

@@ -3,9 +3,13 @@
 //! plain f32 candle (`--f32`) to compare.
 //!
 //! ```text
-//! cargo run --release -p halfscale-candle --example mnist [-- --f32 | --bf16] [--data DIR]
-//!     [--seed N] [--batches N]
+//! cargo run --release -p halfscale-candle --example mnist [-- --f32 | --bf16]
+//!     [--native-kernels] [--data DIR] [--seed N] [--batches N]
 //! ```
+//!
+//! f16 convolutions and linear layers accumulate in f32 and round their result to f16, as
+//! autocast's cuDNN/cuBLAS calls do; `--native-kernels` uses candle's own f16 CPU kernels instead
+//! (much slower in the convolution backward: see the crate README).
 //!
 //! Same data, initial weights (PyTorch's default init drawn by halfscale-sim from `--seed`) and
 //! batch order as `halfscale train --seed N`; Adam lr 1e-3 (candle's `AdamW` with no weight
@@ -21,7 +25,7 @@ use halfscale_core::scaler::ScalerConfig;
 use halfscale_sim::dataset::{Batches, Dataset, Split, IMAGE_SIDE};
 use halfscale_sim::model::{Layer, Params};
 use halfscale_sim::train::{progress_line, TestResult, SHUFFLE_SEED_XOR};
-use simple_cnn::SimpleCnn;
+use simple_cnn::{Kernels, SimpleCnn};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -32,6 +36,7 @@ const LOG_INTERVAL: usize = 100;
 
 struct Args {
     compute: DType,
+    kernels: Kernels,
     data: PathBuf,
     seed: u64,
     /// Stop after this many batches (a quick look; the full epoch by default).
@@ -41,6 +46,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         compute: DType::F16,
+        kernels: Kernels::AccumulateF32,
         data: PathBuf::from("data/MNIST/raw"),
         seed: 1,
         batches: None,
@@ -51,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--f32" => args.compute = DType::F32,
             "--bf16" => args.compute = DType::BF16,
+            "--native-kernels" => args.kernels = Kernels::Native,
             "--data" => args.data = PathBuf::from(value("--data")?),
             "--seed" => {
                 let v = value("--seed")?;
@@ -61,7 +68,7 @@ fn parse_args() -> Result<Args, String> {
                 let n: usize = v.parse().map_err(|_| format!("--batches: `{v}` is not an integer"))?;
                 args.batches = Some(n.max(1));
             }
-            other => return Err(format!("unknown argument `{other}` (expected --f32, --bf16, --data DIR, --seed N, --batches N)")),
+            other => return Err(format!("unknown argument `{other}` (expected --f32, --bf16, --native-kernels, --data DIR, --seed N, --batches N)")),
         }
     }
     Ok(args)
@@ -70,7 +77,10 @@ fn parse_args() -> Result<Args, String> {
 /// Creates the model's f32 variables in `varmap` and loads halfscale-sim's seeded PyTorch
 /// initialisation into them.
 fn init_vars(varmap: &VarMap, seed: u64, dev: &Device) -> candle_core::Result<()> {
-    SimpleCnn::new(VarBuilder::from_varmap(varmap, DType::F32, dev))?;
+    SimpleCnn::new(
+        VarBuilder::from_varmap(varmap, DType::F32, dev),
+        Kernels::Native,
+    )?;
     let params = Params::init(seed);
     let vars = varmap
         .data()
@@ -163,7 +173,7 @@ fn run(args: &Args) -> candle_core::Result<()> {
     for (batch_idx, indices) in batches.next_epoch().take(limit).enumerate() {
         let (x, y) = batch(&data.train, indices, args.compute, &dev)?;
         // Mixed: the model is rebuilt each step over this step's f16 copies of the masters.
-        let model = SimpleCnn::new(masters.var_builder()?)?;
+        let model = SimpleCnn::new(masters.var_builder()?, args.kernels)?;
         let loss = candle_nn::loss::nll(&model.forward(&x)?, &y)?;
         match (&mut scaler, &mut plain) {
             (Some(s), _) => {
@@ -181,14 +191,15 @@ fn run(args: &Args) -> candle_core::Result<()> {
         }
     }
     let epoch_secs = start.elapsed().as_secs_f64();
-    let model = SimpleCnn::new(masters.var_builder()?)?;
+    let model = SimpleCnn::new(masters.var_builder()?, args.kernels)?;
     let test = evaluate(&model, &data.test, args.compute, &dev)?;
     println!();
     println!("{}", test.line());
     println!();
     println!(
-        "compute {:?}, {limit} steps in {epoch_secs:.1} s ({:.1} steps/s)",
+        "compute {:?} ({:?} kernels), {limit} steps in {epoch_secs:.1} s ({:.1} steps/s)",
         args.compute,
+        args.kernels,
         limit as f64 / epoch_secs
     );
     if let Some(s) = &scaler {
