@@ -33,12 +33,15 @@ class SimpleCNN(nn.Module):
         self.fc1 = nn.Linear(1024, 128)
         self.fc2 = nn.Linear(128, 10)
 
-    def forward(self, x):
+    def logits(self, x):
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
-        return F.log_softmax(self.fc2(x), dim=1)
+        return self.fc2(x)
+
+    def forward(self, x):
+        return F.log_softmax(self.logits(x), dim=1)
 
 
 def main():
