@@ -29,7 +29,7 @@ use crate::adam::{AdamConfig, AdamState};
 use crate::dataset::Split;
 use crate::error::{Result, SimError};
 use crate::model::{Params, PARAM_COUNT};
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, RecipeState};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
@@ -106,6 +106,12 @@ pub trait Backend {
     fn load_optimizer(&mut self, state: &AdamState) -> Result<()>;
     /// Copies the optimizer state out.
     fn read_optimizer(&self, out: &mut AdamState) -> Result<()>;
+    /// Continues the recipe from a saved state (its per-tensor scaling histories). The default
+    /// serves backends whose recipes keep no state: it checks that `state` is empty and of
+    /// the backend's recipe.
+    fn load_recipe_state(&mut self, state: &RecipeState) -> Result<()> {
+        self.recipe().clone().load_state(state)
+    }
     /// Forward and backward of one batch with the loss multiplied by `loss_scale` before the
     /// backward pass (as `scaler.scale(loss).backward()`). Returns the unscaled mean loss.
     fn forward_backward(&mut self, batch: Batch<'_>, loss_scale: f32) -> Result<f32>;

@@ -67,8 +67,12 @@ impl std::fmt::Display for DatasetId {
 /// continue that run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunConfig {
-    /// The recipe's CLI name (`fp32`, `mixed`, `bf16`).
+    /// The recipe's CLI name (`fp32`, `mixed`, `bf16`, `fp8`, `mxfp8`).
     pub precision: String,
+    /// The recipe with its settings, as [`crate::Recipe::name`] spells it (the FP8 recipes'
+    /// scaling settings); empty in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub recipe: String,
     /// The scaler policy's CLI name (`pytorch`, `recommended`, `deepspeed`, `none`).
     pub scaler_policy: String,
     /// The scaler's exact configuration.
@@ -97,6 +101,9 @@ impl RunConfig {
         };
         if self.precision != run.precision {
             return differ("precision", self.precision.clone(), run.precision.clone());
+        }
+        if !self.recipe.is_empty() && self.recipe != run.recipe {
+            return differ("recipe", self.recipe.clone(), run.recipe.clone());
         }
         if self.scaler_policy != run.scaler_policy || self.scaler != run.scaler {
             // The policy names say it unless only the parameters differ.

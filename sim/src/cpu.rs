@@ -16,7 +16,8 @@ use crate::error::{Result, SimError};
 use crate::loss;
 use crate::model::Layer;
 use crate::model::{ParamViews, Params, CONV1, CONV2, FC1, FC2, FLAT, POOL1_SIDE, POOL2_SIDE};
-use crate::recipe::{Recipe, Role, Site};
+use crate::quantize::{self, Axis, QuantStats};
+use crate::recipe::{Cast, Quantization, Recipe, RecipeKind, RecipeState, Role, Site};
 use crate::{pool, relu};
 use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
@@ -29,7 +30,8 @@ const P1_PLANE: usize = POOL1_SIDE * POOL1_SIDE;
 const P2_PLANE: usize = POOL2_SIDE * POOL2_SIDE;
 
 /// Buffers of one group of images: activations kept for the backward pass, gradients, and the
-/// group's partial weight gradients.
+/// group's partial weight gradients; for the FP8 recipes, the quantized copies of its GEMM
+/// operands (sized on first use).
 #[derive(Clone, Debug)]
 pub struct ChunkBuffers {
     n: usize,
@@ -51,6 +53,17 @@ pub struct ChunkBuffers {
     db1: Vec<f32>,
     dw2: Vec<f32>,
     db2: Vec<f32>,
+    /// conv2's input quantized (per-tensor FP8; relu's backward keeps reading `p1`).
+    p1q: Vec<f32>,
+    /// The im2col matrices quantized for the forward GEMM (MX: blocks along the filter taps;
+    /// `col1`/`col2` then hold the weight-gradient copy, blocks along the positions).
+    col1f: Vec<f32>,
+    col2f: Vec<f32>,
+    /// The output gradients quantized for the weight-gradient GEMM (and, per tensor, for the
+    /// input-gradient GEMM too); `da2d` is conv2's MX copy for the input gradient.
+    da2q: Vec<f32>,
+    da2d: Vec<f32>,
+    da1q: Vec<f32>,
 }
 
 impl ChunkBuffers {
@@ -77,20 +90,47 @@ impl ChunkBuffers {
             db1: vec![0.0; CONV1.out_channels],
             dw2: vec![0.0; CONV2.weight_len()],
             db2: vec![0.0; CONV2.out_channels],
+            p1q: Vec::new(),
+            col1f: Vec::new(),
+            col2f: Vec::new(),
+            da2q: Vec::new(),
+            da2d: Vec::new(),
+            da1q: Vec::new(),
         }
     }
 
-    /// Forward of the trunk on `images` (`n <= CHUNK` images), writing the flattened features
-    /// (`[n][1024]`, PyTorch's `flatten` order `c*16 + y*4 + x`) into `flat`.
-    pub fn forward(&mut self, r: &Recipe, w: &ParamViews<'_>, images: &[f32], flat: &mut [f32]) {
+    /// Forward, first stage: the group's images (`n <= CHUNK`), rounded at conv1's input site.
+    fn load_images(&mut self, r: &Recipe, images: &[f32]) {
         let n = images.len() / IMAGE_PIXELS;
         debug_assert!(n <= CHUNK);
         self.n = n;
         let x = &mut self.x[..n * IMAGE_PIXELS];
         x.copy_from_slice(images);
         r.round(Site::new(Layer::Conv1, Role::Input), x);
-        CONV1.im2col(n, x, &mut self.col1);
-        CONV1.forward(n, &self.col1, w.conv1_w, w.conv1_b, &mut self.a1);
+    }
+
+    /// Forward: conv1's im2col matrix (from the images, quantized already where the recipe
+    /// quantizes them per tensor), and for MX its forward copy.
+    fn im2col1(&mut self, r: &Recipe) {
+        let n = self.n;
+        CONV1.im2col(n, &self.x, &mut self.col1);
+        mx_forward_copy(
+            r,
+            Site::new(Layer::Conv1, Role::Input),
+            &self.col1[..CONV1.col_len(n)],
+            &mut self.col1f,
+        );
+    }
+
+    /// Forward: conv1, pool, relu; keeps a copy of conv2's input to quantize when the recipe
+    /// quantizes it per tensor.
+    fn forward_conv1(&mut self, r: &Recipe, w: &ParamViews<'_>) {
+        let n = self.n;
+        let col = match r.cast(Site::new(Layer::Conv1, Role::Input)) {
+            Cast::Quantize(Quantization::Mx(..)) => &self.col1f,
+            _ => &self.col1,
+        };
+        CONV1.forward(n, col, w.conv1_w, w.conv1_b, &mut self.a1);
         r.round(
             Site::new(Layer::Conv1, Role::Output),
             &mut self.a1[..CONV1.output_len(n)],
@@ -105,8 +145,34 @@ impl ChunkBuffers {
             &mut self.arg1,
         );
         relu::forward(&mut self.p1[..planes1 * P1_PLANE]);
-        CONV2.im2col(n, &self.p1, &mut self.col2);
-        CONV2.forward(n, &self.col2, w.conv2_w, w.conv2_b, &mut self.a2);
+        if is_per_tensor(r, Site::new(Layer::Conv2, Role::Input)) {
+            copy_into(&mut self.p1q, &self.p1[..planes1 * P1_PLANE]);
+        }
+    }
+
+    /// Forward: conv2's im2col matrix (from the quantized copy of its input where the recipe
+    /// quantizes per tensor), and for MX its forward copy.
+    fn im2col2(&mut self, r: &Recipe) {
+        let n = self.n;
+        let site = Site::new(Layer::Conv2, Role::Input);
+        let input = if is_per_tensor(r, site) {
+            &self.p1q
+        } else {
+            &self.p1
+        };
+        CONV2.im2col(n, input, &mut self.col2);
+        mx_forward_copy(r, site, &self.col2[..CONV2.col_len(n)], &mut self.col2f);
+    }
+
+    /// Forward, last stage: conv2, pool, relu, writing the flattened features (`[n][1024]`,
+    /// PyTorch's `flatten` order `c*16 + y*4 + x`) into `flat`.
+    fn forward_conv2(&mut self, r: &Recipe, w: &ParamViews<'_>, flat: &mut [f32]) {
+        let n = self.n;
+        let col = match r.cast(Site::new(Layer::Conv2, Role::Input)) {
+            Cast::Quantize(Quantization::Mx(..)) => &self.col2f,
+            _ => &self.col2,
+        };
+        CONV2.forward(n, col, w.conv2_w, w.conv2_b, &mut self.a2);
         r.round(
             Site::new(Layer::Conv2, Role::Output),
             &mut self.a2[..CONV2.output_len(n)],
@@ -130,9 +196,9 @@ impl ChunkBuffers {
         }
     }
 
-    /// Backward of the trunk from the gradient of the flattened features (`[n][1024]`), leaving
-    /// the group's conv weight and bias gradients in its partial buffers.
-    pub fn backward(&mut self, r: &Recipe, w: &ParamViews<'_>, dflat: &[f32]) {
+    /// Backward, first stage: from the gradient of the flattened features (`[n][1024]`) to
+    /// conv2's output gradient; copies it for quantization where the recipe quantizes it.
+    fn backward_to_conv2(&mut self, r: &Recipe, dflat: &[f32]) {
         let n = self.n;
         for c in 0..CONV2.out_channels {
             for img in 0..n {
@@ -154,15 +220,32 @@ impl ChunkBuffers {
             &self.arg2,
             &mut self.da2,
         );
-        CONV2.backward_params(
-            n,
-            &self.da2,
-            &self.col2,
-            &mut self.dw2,
-            &mut self.db2,
-            false,
-        );
-        CONV2.backward_input(n, &self.da2, w.conv2_w, &mut self.dcol2, &mut self.dp1);
+        let da2 = &self.da2[..CONV2.output_len(n)];
+        match r.cast(Site::new(Layer::Conv2, Role::OutputGrad)) {
+            Cast::Quantize(Quantization::PerTensor(_)) => copy_into(&mut self.da2q, da2),
+            Cast::Quantize(Quantization::Mx(..)) => {
+                copy_into(&mut self.da2q, da2);
+                copy_into(&mut self.da2d, da2);
+            }
+            _ => {}
+        }
+    }
+
+    /// Backward, second stage: conv2's weight, bias and input gradients, then back through
+    /// relu and pool to conv1's output gradient (copied for quantization where needed).
+    fn backward_conv2(&mut self, r: &Recipe, wd: &ParamViews<'_>) {
+        let n = self.n;
+        let cast = r.cast(Site::new(Layer::Conv2, Role::OutputGrad));
+        let (dy_w, dy_d) = match cast {
+            Cast::Quantize(Quantization::PerTensor(_)) => (&self.da2q, &self.da2q),
+            Cast::Quantize(Quantization::Mx(..)) => (&self.da2q, &self.da2d),
+            _ => (&self.da2, &self.da2),
+        };
+        CONV2.backward_params(n, dy_w, &self.col2, &mut self.dw2, &mut self.db2, false);
+        CONV2.backward_input(n, dy_d, wd.conv2_w, &mut self.dcol2, &mut self.dp1);
+        if matches!(cast, Cast::Quantize(_)) {
+            bias_grad_from(&self.da2, CONV2.out_channels, &mut self.db2);
+        }
         r.round(
             Site::new(Layer::Conv2, Role::InputGrad),
             &mut self.dp1[..CONV2.input_len(n)],
@@ -180,20 +263,131 @@ impl ChunkBuffers {
             &self.arg1,
             &mut self.da1,
         );
-        CONV1.backward_params(
-            n,
-            &self.da1,
-            &self.col1,
-            &mut self.dw1,
-            &mut self.db1,
-            false,
+        if let Cast::Quantize(_) = r.cast(Site::new(Layer::Conv1, Role::OutputGrad)) {
+            copy_into(&mut self.da1q, &self.da1[..CONV1.output_len(n)]);
+        }
+    }
+
+    /// Backward, last stage: conv1's weight and bias gradients into the group's partials.
+    fn backward_conv1(&mut self, r: &Recipe) {
+        let n = self.n;
+        let quantized = matches!(
+            r.cast(Site::new(Layer::Conv1, Role::OutputGrad)),
+            Cast::Quantize(_)
         );
+        let dy = if quantized { &self.da1q } else { &self.da1 };
+        CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false);
+        if quantized {
+            bias_grad_from(&self.da1, CONV1.out_channels, &mut self.db1);
+        }
+    }
+
+    /// Forward of the trunk on `images` (`n <= CHUNK` images) under a recipe that quantizes
+    /// nothing per tensor (every stage in a row), writing the flattened features into `flat`.
+    pub fn forward(&mut self, r: &Recipe, w: &ParamViews<'_>, images: &[f32], flat: &mut [f32]) {
+        self.load_images(r, images);
+        self.im2col1(r);
+        self.forward_conv1(r, w);
+        self.im2col2(r);
+        self.forward_conv2(r, w, flat);
+    }
+
+    /// Backward of the trunk from the gradient of the flattened features (`[n][1024]`) under a
+    /// recipe that quantizes nothing per tensor, leaving the group's conv weight and bias
+    /// gradients in its partial buffers.
+    pub fn backward(&mut self, r: &Recipe, w: &ParamViews<'_>, dflat: &[f32]) {
+        self.backward_to_conv2(r, dflat);
+        self.backward_conv2(r, w);
+        self.backward_conv1(r);
     }
 }
 
 impl Default for ChunkBuffers {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// `dst` resized to `src`'s length (allocating on first use only) and overwritten with it.
+fn copy_into(dst: &mut Vec<f32>, src: &[f32]) {
+    dst.resize(src.len(), 0.0);
+    dst.copy_from_slice(src);
+}
+
+/// Whether the recipe quantizes `site` with one scale for the whole tensor.
+fn is_per_tensor(r: &Recipe, site: Site) -> bool {
+    matches!(r.cast(site), Cast::Quantize(Quantization::PerTensor(_)))
+}
+
+/// For an MX recipe, copies a conv input's im2col matrix `col` (`[taps][positions]`) into
+/// `copy`, the forward GEMM's operand, to be quantized in blocks along the taps (the forward
+/// reduction); `col` itself is then quantized along the positions (the weight gradient's
+/// reduction). Nothing for other recipes.
+fn mx_forward_copy(r: &Recipe, site: Site, col: &[f32], copy: &mut Vec<f32>) {
+    if let Cast::Quantize(Quantization::Mx(..)) = r.cast(site) {
+        copy_into(copy, col);
+    }
+}
+
+/// A bias gradient from the unquantized output gradient (`[channels][positions]`), in the
+/// `sum_lanes` order of `Conv2d::backward_params`: TE's fused `cast_transpose_dbias` sums the
+/// high-precision gradient, not its FP8 copy.
+fn bias_grad_from(dy: &[f32], channels: usize, db: &mut [f32]) {
+    let per = dy.len() / channels;
+    for (b, row) in db.iter_mut().zip(dy.chunks_exact(per)) {
+        *b = crate::gemm::sum_lanes(row);
+    }
+}
+
+/// Merges the counts of parallel parts.
+fn merged(a: QuantStats, b: QuantStats) -> QuantStats {
+    let mut a = a;
+    a.merge(&b);
+    a
+}
+
+/// Quantizes a GEMM operand held in parts (one per group of images, or a single one) as the
+/// recipe says: per tensor, the amax over every part, the recipe's scale for it, the cast of
+/// each part; MX, each part as the row-major matrix `shape(part)` returns, in blocks along
+/// `axis`. Records the amax and the cast's counts in the recipe (when `training`; evaluation
+/// casts with the scales as they stand and records nothing). Nothing for other recipes.
+fn quantize_parts<C: Send>(
+    recipe: &mut Recipe,
+    site: Site,
+    training: bool,
+    parts: &mut [C],
+    axis: Axis,
+    part: impl Fn(&mut C) -> (&mut [f32], usize) + Sync + Send,
+) {
+    let amax = parts
+        .par_iter_mut()
+        .map(|c| quantize::amax(part(c).0))
+        .reduce(|| 0.0, f32::max);
+    let stats = match recipe.cast(site) {
+        Cast::Quantize(Quantization::PerTensor(elem)) => {
+            let (scale, scale_inv) = if training {
+                recipe.tensor_scale(site, amax)
+            } else {
+                recipe.peek_scale(site, amax)
+            }
+            .expect("a per-tensor site has a scale");
+            parts
+                .par_iter_mut()
+                .map(|c| quantize::quantize_tensor(part(c).0, elem, scale, scale_inv))
+                .reduce(QuantStats::default, merged)
+        }
+        Cast::Quantize(Quantization::Mx(elem, mode)) => parts
+            .par_iter_mut()
+            .map(|c| {
+                let (values, cols) = part(c);
+                let rows = values.len() / cols;
+                quantize::quantize_mx(values, rows, cols, axis, elem, mode)
+            })
+            .reduce(QuantStats::default, merged),
+        _ => return,
+    };
+    if training {
+        recipe.record_stats(site, Some(amax), stats);
     }
 }
 
@@ -204,8 +398,12 @@ pub struct CpuBackend {
     capacity: usize,
     params: Params,
     /// The weights as the layers see them: a copy of the master weights, rounded in the
-    /// autocast modes (autocast's per-step weight cast).
+    /// autocast modes (autocast's per-step weight cast), quantized for the forward GEMMs in
+    /// the FP8 modes.
     cast: Params,
+    /// MXFP8: the weights quantized for the input-gradient GEMMs (blocks along the output
+    /// channels); empty otherwise.
+    cast_d: Params,
     grads: Params,
     adam: AdamState,
     chunks: Vec<ChunkBuffers>,
@@ -218,6 +416,16 @@ pub struct CpuBackend {
     dlogits: Vec<f32>,
     dh1: Vec<f32>,
     dflat: Vec<f32>,
+    /// FP8 copies: fc1's forward input (MX), fc2's input for its forward (`h1q`) and weight
+    /// gradient (`h1w`, MX), the output gradients of fc2 and fc1 for the weight gradient
+    /// (and per tensor the input gradient) and, MX, for the input gradient (`*_d`).
+    flat_f: Vec<f32>,
+    h1q: Vec<f32>,
+    h1w: Vec<f32>,
+    dlogits_q: Vec<f32>,
+    dlogits_d: Vec<f32>,
+    dh1q: Vec<f32>,
+    dh1d: Vec<f32>,
 }
 
 impl CpuBackend {
@@ -231,6 +439,7 @@ impl CpuBackend {
             capacity,
             params: Params::zeros(),
             cast: Params::zeros(),
+            cast_d: Params { data: Vec::new() },
             grads: Params::zeros(),
             adam: AdamState::new(crate::model::PARAM_COUNT),
             chunks: (0..groups).map(|_| ChunkBuffers::new()).collect(),
@@ -243,6 +452,13 @@ impl CpuBackend {
             dlogits: vec![0.0; capacity * CLASSES],
             dh1: vec![0.0; capacity * FC1.out_features],
             dflat: vec![0.0; capacity * FLAT],
+            flat_f: Vec::new(),
+            h1q: Vec::new(),
+            h1w: Vec::new(),
+            dlogits_q: Vec::new(),
+            dlogits_d: Vec::new(),
+            dh1q: Vec::new(),
+            dh1d: Vec::new(),
         }
     }
 
@@ -261,6 +477,11 @@ impl CpuBackend {
         &self.grads
     }
 
+    /// The weights the last forward pass used (rounded or quantized as the recipe says).
+    pub fn cast_params(&self) -> &Params {
+        &self.cast
+    }
+
     /// The log-softmax output of the last forward pass (`[n][10]`).
     pub fn log_probs(&self) -> &[f32] {
         &self.logp[..self.n * CLASSES]
@@ -269,6 +490,17 @@ impl CpuBackend {
     /// `dL/dlogits` (times the loss scale, rounded in the autocast modes) of the last backward.
     pub fn logit_grads(&self) -> &[f32] {
         &self.dlogits[..self.n * CLASSES]
+    }
+
+    /// The features fc1 multiplied in the last forward pass (`[n][1024]`, quantized as the
+    /// recipe says).
+    pub fn fc1_input(&self) -> &[f32] {
+        let n = self.n * FLAT;
+        if self.recipe.kind() == RecipeKind::Mxfp8 {
+            &self.flat_f[..n]
+        } else {
+            &self.flat[..n]
+        }
     }
 
     fn check_batch(&self, batch: &Batch<'_>) -> Result<()> {
@@ -286,15 +518,10 @@ impl CpuBackend {
         Ok(())
     }
 
-    /// Forward pass: logits and log-probabilities of `batch`; returns the mean loss.
-    pub fn forward(&mut self, batch: Batch<'_>) -> Result<f32> {
-        self.check_batch(&batch)?;
+    /// Autocast's per-step weight cast: each layer's weight and bias at their own sites; the
+    /// FP8 recipes quantize each weight as a GEMM operand.
+    fn cast_weights(&mut self, training: bool) {
         let r = &self.recipe;
-        let n = batch.len();
-        self.n = n;
-        self.labels.clear();
-        self.labels.extend_from_slice(batch.labels);
-        // Autocast's per-step weight cast: each layer's weight and bias at their own sites.
         for layer in Layer::ALL {
             let range = layer.range();
             let (w, _, _) = layer.sizes();
@@ -313,91 +540,348 @@ impl CpuBackend {
                     });
             }
         }
-        let w = self.cast.views();
+        if !self.recipe.is_fp8() {
+            return;
+        }
+        let mx = self.recipe.kind() == RecipeKind::Mxfp8;
+        if mx {
+            self.cast_d.data.clone_from(&self.cast.data);
+        }
+        for layer in Layer::ALL {
+            let site = Site::new(layer, Role::Weight);
+            let (w, _, _) = layer.sizes();
+            let cols = layer_reduction(layer);
+            let at = layer.range().start;
+            let weight = &mut self.cast.data[at..at + w];
+            // Rows of the weight are output channels; the forward reduces along them.
+            quantize_parts(
+                &mut self.recipe,
+                site,
+                training,
+                &mut [weight],
+                Axis::Rows,
+                |c| (&mut **c, cols),
+            );
+            if mx {
+                // The input gradient reduces over the output channels: blocks down the
+                // columns. Its counts are the forward copy's (recorded above).
+                let weight_d = &mut self.cast_d.data[at..at + w];
+                mx_in_place(&self.recipe, site, weight_d, cols, Axis::Cols);
+            }
+        }
+    }
+
+    /// Forward pass: logits and log-probabilities of `batch`; returns the mean loss. Training
+    /// passes record the FP8 recipes' amaxes; evaluation does not. The convolutional trunk
+    /// runs in stages over the groups, with the whole-tensor quantizations between them.
+    fn forward_pass(&mut self, batch: Batch<'_>, training: bool) -> Result<f32> {
+        self.check_batch(&batch)?;
+        let n = batch.len();
+        self.n = n;
+        self.labels.clear();
+        self.labels.extend_from_slice(batch.labels);
+        self.cast_weights(training);
         let groups = n.div_ceil(CHUNK);
-        self.chunks[..groups]
-            .par_iter_mut()
-            .zip(batch.images.par_chunks(CHUNK * IMAGE_PIXELS))
-            .zip(self.flat[..n * FLAT].par_chunks_mut(CHUNK * FLAT))
-            .for_each(|((chunk, images), flat)| chunk.forward(r, &w, images, flat));
-        let (h1, logits) = (
-            &mut self.h1[..n * FC1.out_features],
-            &mut self.logits[..n * CLASSES],
-        );
+        let conv1_in = Site::new(Layer::Conv1, Role::Input);
+        let conv2_in = Site::new(Layer::Conv2, Role::Input);
         {
+            let r = &self.recipe;
+            self.chunks[..groups]
+                .par_iter_mut()
+                .zip(batch.images.par_chunks(CHUNK * IMAGE_PIXELS))
+                .for_each(|(chunk, images)| chunk.load_images(r, images));
+        }
+        if is_per_tensor(&self.recipe, conv1_in) {
+            quantize_parts(
+                &mut self.recipe,
+                conv1_in,
+                training,
+                &mut self.chunks[..groups],
+                Axis::Rows,
+                |c| (&mut c.x[..c.n * IMAGE_PIXELS], IMAGE_PIXELS),
+            );
+        }
+        {
+            let r = &self.recipe;
+            self.chunks[..groups]
+                .par_iter_mut()
+                .for_each(|chunk| chunk.im2col1(r));
+        }
+        self.quantize_conv_inputs(Layer::Conv1, training, groups);
+        {
+            let r = &self.recipe;
+            let w = self.cast.views();
+            self.chunks[..groups]
+                .par_iter_mut()
+                .for_each(|chunk| chunk.forward_conv1(r, &w));
+        }
+        if is_per_tensor(&self.recipe, conv2_in) {
+            quantize_parts(
+                &mut self.recipe,
+                conv2_in,
+                training,
+                &mut self.chunks[..groups],
+                Axis::Rows,
+                |c| {
+                    let len = CONV1.out_channels * c.n * P1_PLANE;
+                    (&mut c.p1q[..len], len)
+                },
+            );
+        }
+        {
+            let r = &self.recipe;
+            self.chunks[..groups]
+                .par_iter_mut()
+                .for_each(|chunk| chunk.im2col2(r));
+        }
+        self.quantize_conv_inputs(Layer::Conv2, training, groups);
+        {
+            let r = &self.recipe;
+            let w = self.cast.views();
+            self.chunks[..groups]
+                .par_iter_mut()
+                .zip(self.flat[..n * FLAT].par_chunks_mut(CHUNK * FLAT))
+                .for_each(|(chunk, flat)| chunk.forward_conv2(r, &w, flat));
+        }
+        // fc1's input: quantized in place per tensor (nothing else reads it); MX, a forward
+        // copy in blocks along the features and `flat` in blocks along the batch for dW.
+        let fc1_in = Site::new(Layer::Fc1, Role::Input);
+        let mx = self.recipe.kind() == RecipeKind::Mxfp8;
+        if mx {
+            copy_into(&mut self.flat_f, &self.flat[..n * FLAT]);
+            quantize_parts(
+                &mut self.recipe,
+                fc1_in,
+                training,
+                &mut [&mut self.flat_f[..]],
+                Axis::Rows,
+                |c| (&mut **c, FLAT),
+            );
+            mx_in_place(
+                &self.recipe,
+                fc1_in,
+                &mut self.flat[..n * FLAT],
+                FLAT,
+                Axis::Cols,
+            );
+        } else {
+            quantize_parts(
+                &mut self.recipe,
+                fc1_in,
+                training,
+                &mut [&mut self.flat[..n * FLAT]],
+                Axis::Rows,
+                |c| (&mut **c, FLAT),
+            );
+        }
+        {
+            let w = self.cast.views();
+            let fc1_x = if mx { &self.flat_f } else { &self.flat };
+            let h1 = &mut self.h1[..n * FC1.out_features];
             // Two halves of the batch on two threads (a fixed split: results do not depend on
             // the thread count).
             let half = n.div_ceil(2);
             let (h_a, h_b) = h1.split_at_mut(half * FC1.out_features);
-            let (f_a, f_b) = self.flat[..n * FLAT].split_at(half * FLAT);
+            let (f_a, f_b) = fc1_x[..n * FLAT].split_at(half * FLAT);
             rayon::join(
                 || FC1.forward(half, f_a, w.fc1_w, w.fc1_b, h_a),
                 || FC1.forward(n - half, f_b, w.fc1_w, w.fc1_b, h_b),
             );
+            self.recipe.round(Site::new(Layer::Fc1, Role::Output), h1);
+            relu::forward(h1);
         }
-        r.round(Site::new(Layer::Fc1, Role::Output), h1);
-        relu::forward(h1);
-        FC2.forward(n, h1, w.fc2_w, w.fc2_b, logits);
-        r.round(Site::new(Layer::Fc2, Role::Output), logits);
+        // fc2's input: relu's backward reads h1, so the GEMMs get quantized copies.
+        let fc2_in = Site::new(Layer::Fc2, Role::Input);
+        let hidden = FC1.out_features;
+        let fc2_cast = self.recipe.cast(fc2_in);
+        if let Cast::Quantize(q) = fc2_cast {
+            let h1 = &self.h1[..n * hidden];
+            copy_into(&mut self.h1q, h1);
+            if let Quantization::Mx(..) = q {
+                copy_into(&mut self.h1w, h1);
+                mx_in_place(&self.recipe, fc2_in, &mut self.h1w, hidden, Axis::Cols);
+            }
+            quantize_parts(
+                &mut self.recipe,
+                fc2_in,
+                training,
+                &mut [&mut self.h1q[..]],
+                Axis::Rows,
+                |c| (&mut **c, hidden),
+            );
+        }
+        let fc2_x: &[f32] = match fc2_cast {
+            Cast::Quantize(_) => &self.h1q,
+            _ => &self.h1[..n * hidden],
+        };
+        let w = self.cast.views();
+        let logits = &mut self.logits[..n * CLASSES];
+        FC2.forward(n, fc2_x, w.fc2_w, w.fc2_b, logits);
+        self.recipe
+            .round(Site::new(Layer::Fc2, Role::Output), logits);
         loss::log_softmax(n, CLASSES, logits, &mut self.logp);
         Ok(loss::nll_loss(n, CLASSES, &self.logp, &self.labels))
     }
 
-    /// Backward pass of the last forward with upstream gradient `loss_scale`.
+    /// MX only: a conv input's im2col matrices, the forward copy in blocks along the taps
+    /// (recorded) and the weight-gradient copy along the positions.
+    fn quantize_conv_inputs(&mut self, layer: Layer, training: bool, groups: usize) {
+        let site = Site::new(layer, Role::Input);
+        let Cast::Quantize(Quantization::Mx(elem, mode)) = self.recipe.cast(site) else {
+            return;
+        };
+        let conv = if layer == Layer::Conv1 { CONV1 } else { CONV2 };
+        let chunks = &mut self.chunks[..groups];
+        quantize_parts(
+            &mut self.recipe,
+            site,
+            training,
+            chunks,
+            Axis::Cols,
+            move |c| {
+                let np = c.n * conv.out_plane();
+                let len = conv.col_len(c.n);
+                let f = if layer == Layer::Conv1 {
+                    &mut c.col1f
+                } else {
+                    &mut c.col2f
+                };
+                (&mut f[..len], np)
+            },
+        );
+        chunks.par_iter_mut().for_each(|c| {
+            let np = c.n * conv.out_plane();
+            let len = conv.col_len(c.n);
+            let col = if layer == Layer::Conv1 {
+                &mut c.col1
+            } else {
+                &mut c.col2
+            };
+            quantize::quantize_mx(&mut col[..len], conv.col_rows(), np, Axis::Rows, elem, mode);
+        });
+    }
+
+    /// Forward pass of a training step: logits and log-probabilities of `batch`; returns the
+    /// mean loss.
+    pub fn forward(&mut self, batch: Batch<'_>) -> Result<f32> {
+        self.forward_pass(batch, true)
+    }
+
+    /// Backward pass of the last forward with upstream gradient `loss_scale`; then, for
+    /// delayed FP8 scaling, the scale update of every tensor ([`Recipe::end_step`]).
     pub fn backward(&mut self, loss_scale: f32) {
-        let r = &self.recipe;
         let n = self.n;
-        let w = self.cast.views();
-        let dlogits = &mut self.dlogits[..n * CLASSES];
-        loss::backward(n, CLASSES, &self.logp, &self.labels, loss_scale, dlogits);
-        r.round(Site::new(Layer::Fc2, Role::OutputGrad), dlogits);
+        loss::backward(
+            n,
+            CLASSES,
+            &self.logp,
+            &self.labels,
+            loss_scale,
+            &mut self.dlogits[..n * CLASSES],
+        );
+        let fc2_dy = Site::new(Layer::Fc2, Role::OutputGrad);
+        self.recipe.round(fc2_dy, &mut self.dlogits[..n * CLASSES]);
+        self.quantize_output_grad(fc2_dy, true);
+        let r = &self.recipe;
+        let wd = if r.kind() == RecipeKind::Mxfp8 {
+            self.cast_d.views()
+        } else {
+            self.cast.views()
+        };
+        let fc2_cast = r.cast(fc2_dy);
+        let (dy_w, dy_d) = grad_operands(
+            fc2_cast,
+            &self.dlogits,
+            &self.dlogits_q,
+            &self.dlogits_d,
+            n * CLASSES,
+        );
+        let fc2_x: &[f32] = match r.cast(Site::new(Layer::Fc2, Role::Input)) {
+            Cast::Quantize(Quantization::Mx(..)) => &self.h1w,
+            Cast::Quantize(_) => &self.h1q,
+            _ => &self.h1[..n * FC1.out_features],
+        };
         let g = self.grads.views_mut();
-        let h1 = &self.h1[..n * FC1.out_features];
-        FC2.backward_params(n, dlogits, h1, g.fc2_w, g.fc2_b);
+        FC2.backward_params(n, dy_w, fc2_x, g.fc2_w, g.fc2_b);
+        if matches!(fc2_cast, Cast::Quantize(_)) {
+            FC2.backward_bias(n, &self.dlogits, g.fc2_b);
+        }
         r.round(Site::new(Layer::Fc2, Role::WeightGrad), g.fc2_w);
         r.round(Site::new(Layer::Fc2, Role::BiasGrad), g.fc2_b);
         let dh1 = &mut self.dh1[..n * FC1.out_features];
-        FC2.backward_input(n, dlogits, w.fc2_w, dh1);
+        FC2.backward_input(n, dy_d, wd.fc2_w, dh1);
         r.round(Site::new(Layer::Fc2, Role::InputGrad), dh1);
-        relu::backward(h1, dh1);
+        relu::backward(&self.h1[..n * FC1.out_features], dh1);
+        let fc1_dy = Site::new(Layer::Fc1, Role::OutputGrad);
+        self.quantize_output_grad(fc1_dy, true);
+        let r = &self.recipe;
+        let wd = if r.kind() == RecipeKind::Mxfp8 {
+            self.cast_d.views()
+        } else {
+            self.cast.views()
+        };
+        let g = self.grads.views_mut();
+        let hidden = n * FC1.out_features;
+        let fc1_cast = r.cast(fc1_dy);
+        let (dy_w, dy_d) = grad_operands(fc1_cast, &self.dh1, &self.dh1q, &self.dh1d, hidden);
         let dflat = &mut self.dflat[..n * FLAT];
         {
             // dW1 by halves of its rows and dX1 by halves of the batch, four tasks.
             let flat = &self.flat[..n * FLAT];
-            let dh1: &[f32] = dh1;
             let rows = FC1.out_features / 2;
             let (dw_a, dw_b) = g.fc1_w.split_at_mut(rows * FC1.in_features);
             let half = n.div_ceil(2);
             let (dx_a, dx_b) = dflat.split_at_mut(half * FLAT);
-            let (dh_a, dh_b) = dh1.split_at(half * FC1.out_features);
+            let (dh_a, dh_b) = dy_d.split_at(half * FC1.out_features);
             rayon::join(
                 || {
                     rayon::join(
-                        || FC1.backward_weight_rows(n, dh1, flat, 0..rows, dw_a),
-                        || FC1.backward_weight_rows(n, dh1, flat, rows..FC1.out_features, dw_b),
+                        || FC1.backward_weight_rows(n, dy_w, flat, 0..rows, dw_a),
+                        || FC1.backward_weight_rows(n, dy_w, flat, rows..FC1.out_features, dw_b),
                     )
                 },
                 || {
                     rayon::join(
-                        || FC1.backward_input(half, dh_a, w.fc1_w, dx_a),
-                        || FC1.backward_input(n - half, dh_b, w.fc1_w, dx_b),
+                        || FC1.backward_input(half, dh_a, wd.fc1_w, dx_a),
+                        || FC1.backward_input(n - half, dh_b, wd.fc1_w, dx_b),
                     )
                 },
             );
-            FC1.backward_bias(n, dh1, g.fc1_b);
+            // The bias from the unquantized gradient.
+            FC1.backward_bias(n, &self.dh1[..hidden], g.fc1_b);
         }
         r.round(Site::new(Layer::Fc1, Role::WeightGrad), g.fc1_w);
         r.round(Site::new(Layer::Fc1, Role::BiasGrad), g.fc1_b);
         r.round(Site::new(Layer::Fc1, Role::InputGrad), dflat);
         let groups = n.div_ceil(CHUNK);
-        let chunks = &mut self.chunks[..groups];
-        chunks
+        self.chunks[..groups]
             .par_iter_mut()
             .zip(self.dflat[..n * FLAT].par_chunks(CHUNK * FLAT))
-            .for_each(|(chunk, dflat)| chunk.backward(r, &w, dflat));
+            .for_each(|(chunk, dflat)| chunk.backward_to_conv2(r, dflat));
+        self.quantize_chunk_grad(Layer::Conv2, groups);
+        {
+            let r = &self.recipe;
+            let wd = if r.kind() == RecipeKind::Mxfp8 {
+                self.cast_d.views()
+            } else {
+                self.cast.views()
+            };
+            self.chunks[..groups]
+                .par_iter_mut()
+                .for_each(|chunk| chunk.backward_conv2(r, &wd));
+        }
+        self.quantize_chunk_grad(Layer::Conv1, groups);
+        {
+            let r = &self.recipe;
+            self.chunks[..groups]
+                .par_iter_mut()
+                .for_each(|chunk| chunk.backward_conv1(r));
+        }
         // Sum the groups' partial conv gradients in group order (f32), then round once.
         // Blocks of elements in parallel; each element's sum runs over the groups in order.
-        let chunks: &[ChunkBuffers] = chunks;
+        let r = &self.recipe;
+        let g = self.grads.views_mut();
+        let chunks: &[ChunkBuffers] = &self.chunks[..groups];
         let sum = |site: Site, dst: &mut [f32], part: fn(&ChunkBuffers) -> &[f32]| {
             const BLOCK: usize = 4096;
             dst.par_chunks_mut(BLOCK).enumerate().for_each(|(b, d)| {
@@ -416,6 +900,122 @@ impl CpuBackend {
         sum(grad(Layer::Conv1, Role::BiasGrad), g.conv1_b, |c| &c.db1);
         sum(grad(Layer::Conv2, Role::WeightGrad), g.conv2_w, |c| &c.dw2);
         sum(grad(Layer::Conv2, Role::BiasGrad), g.conv2_b, |c| &c.db2);
+        self.recipe.end_step();
+    }
+
+    /// A linear layer's output gradient (`dlogits` for fc2, `dh1` for fc1), quantized into its
+    /// GEMM copies as the recipe says: per tensor one copy for both backward GEMMs; MX a
+    /// weight-gradient copy (blocks along the batch, recorded) and an input-gradient copy
+    /// (blocks along the outputs).
+    fn quantize_output_grad(&mut self, site: Site, training: bool) {
+        let Cast::Quantize(q) = self.recipe.cast(site) else {
+            return;
+        };
+        let n = self.n;
+        let (src, width, copy_w, copy_d) = if site.layer == Layer::Fc2 {
+            (
+                &self.dlogits[..n * CLASSES],
+                CLASSES,
+                &mut self.dlogits_q,
+                &mut self.dlogits_d,
+            )
+        } else {
+            (
+                &self.dh1[..n * FC1.out_features],
+                FC1.out_features,
+                &mut self.dh1q,
+                &mut self.dh1d,
+            )
+        };
+        copy_into(copy_w, src);
+        if let Quantization::Mx(..) = q {
+            copy_into(copy_d, src);
+            mx_in_place(&self.recipe, site, copy_d, width, Axis::Rows);
+        }
+        quantize_parts(
+            &mut self.recipe,
+            site,
+            training,
+            &mut [&mut copy_w[..]],
+            Axis::Cols,
+            |c| (&mut **c, width),
+        );
+    }
+
+    /// A conv layer's output gradient in every group (copied by the first backward stages),
+    /// quantized: per tensor one copy; MX the weight-gradient copy in blocks along the
+    /// positions (recorded) and the input-gradient copy along the channels.
+    fn quantize_chunk_grad(&mut self, layer: Layer, groups: usize) {
+        let site = Site::new(layer, Role::OutputGrad);
+        let Cast::Quantize(q) = self.recipe.cast(site) else {
+            return;
+        };
+        let conv = if layer == Layer::Conv1 { CONV1 } else { CONV2 };
+        quantize_parts(
+            &mut self.recipe,
+            site,
+            true,
+            &mut self.chunks[..groups],
+            Axis::Rows,
+            move |c| {
+                let np = c.n * conv.out_plane();
+                let v = if layer == Layer::Conv1 {
+                    &mut c.da1q
+                } else {
+                    &mut c.da2q
+                };
+                (&mut v[..conv.output_len(c.n)], np)
+            },
+        );
+        if let (Quantization::Mx(elem, mode), Layer::Conv2) = (q, layer) {
+            self.chunks[..groups].par_iter_mut().for_each(|c| {
+                let np = c.n * conv.out_plane();
+                let len = conv.output_len(c.n);
+                quantize::quantize_mx(
+                    &mut c.da2d[..len],
+                    conv.out_channels,
+                    np,
+                    Axis::Cols,
+                    elem,
+                    mode,
+                );
+            });
+        }
+    }
+}
+
+/// The reduction length of a layer's forward GEMM: a filter's taps or the input features.
+fn layer_reduction(layer: Layer) -> usize {
+    match layer {
+        Layer::Conv1 => CONV1.col_rows(),
+        Layer::Conv2 => CONV2.col_rows(),
+        Layer::Fc1 => FC1.in_features,
+        Layer::Fc2 => FC2.in_features,
+    }
+}
+
+/// MX quantization of a `[rows][width]` copy in place, along `axis`, not recorded (the
+/// second copy of an operand whose first copy's counts the recipe keeps).
+fn mx_in_place(r: &Recipe, site: Site, values: &mut [f32], width: usize, axis: Axis) {
+    if let Cast::Quantize(Quantization::Mx(elem, mode)) = r.cast(site) {
+        let rows = values.len() / width;
+        quantize::quantize_mx(values, rows, width, axis, elem, mode);
+    }
+}
+
+/// The output-gradient operands of a layer's weight-gradient and input-gradient GEMMs: the
+/// gradient itself, its one per-tensor copy, or its two MX copies.
+fn grad_operands<'a>(
+    cast: Cast,
+    plain: &'a [f32],
+    copy_w: &'a [f32],
+    copy_d: &'a [f32],
+    len: usize,
+) -> (&'a [f32], &'a [f32]) {
+    match cast {
+        Cast::Quantize(Quantization::PerTensor(_)) => (&copy_w[..len], &copy_w[..len]),
+        Cast::Quantize(Quantization::Mx(..)) => (&copy_w[..len], &copy_d[..len]),
+        _ => (&plain[..len], &plain[..len]),
     }
 }
 
@@ -455,6 +1055,10 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn load_recipe_state(&mut self, state: &RecipeState) -> Result<()> {
+        self.recipe.load_state(state)
+    }
+
     fn forward_backward(&mut self, batch: Batch<'_>, loss_scale: f32) -> Result<f32> {
         let loss = self.forward(batch)?;
         self.backward(loss_scale);
@@ -487,7 +1091,7 @@ impl Backend for CpuBackend {
     }
 
     fn evaluate(&mut self, batch: Batch<'_>) -> Result<EvalStats> {
-        self.forward(batch)?;
+        self.forward_pass(batch, false)?;
         let n = batch.len();
         let logp = &self.logp[..n * CLASSES];
         let correct = logp

@@ -64,6 +64,11 @@ impl Bounds {
                 logits: 3e-2,
                 grads: 5e-1,
             },
+            RecipeKind::Fp8 | RecipeKind::Mxfp8 => Bounds {
+                loss: 3e-1,
+                logits: 2e-1,
+                grads: 1.0,
+            },
             RecipeKind::Fp32 => Bounds {
                 loss: 1e-6,
                 logits: 1e-6,
@@ -298,6 +303,9 @@ pub fn census_format(recipe: &Recipe, site: Site) -> LowFormat {
     match recipe.cast(site) {
         Cast::Round(format) => format,
         Cast::Keep => LowFormat::F16,
+        // A GEMM operand of an FP8 recipe: its 8-bit cast has counts of its own (the recipe's
+        // per-tensor figures); the tensor before the cast is bf16.
+        Cast::Quantize(_) => LowFormat::Bf16,
     }
 }
 

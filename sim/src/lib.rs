@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod pool;
+pub mod quantize;
 pub mod recipe;
 pub mod relu;
 pub mod rng;

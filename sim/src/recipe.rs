@@ -30,8 +30,14 @@
 
 use crate::error::{Result, SimError};
 use crate::model::Layer;
+use crate::quantize::{Fp8Element, QuantStats};
 use crate::state::f32_bits;
 use halfscale_core::fast::{round_slice_through_bf16, round_slice_through_f16};
+use halfscale_core::recipe::mx::ScaleMode;
+use halfscale_core::recipe::{
+    amax_and_scale_update, te_compute_scale_from_amax, te_scale_inv, AmaxComputeAlgo,
+    DelayedScaling, Fp8Format, HistoryRoll, Pass,
+};
 use std::collections::BTreeMap;
 
 /// A low-precision format a site can round to.
@@ -156,6 +162,20 @@ pub enum Cast {
     Keep,
     /// Rounded to the format (nearest-even) and kept as f32 values.
     Round(LowFormat),
+    /// Quantized to 8 bits as a GEMM operand (the FP8 recipes): the backend measures the
+    /// tensor's amax, asks [`Recipe::tensor_scale`] for the scale (per-tensor scaling) or
+    /// quantizes in MX blocks along each GEMM's reduction axis, and feeds the GEMM the
+    /// dequantized values ([`crate::quantize`]).
+    Quantize(Quantization),
+}
+
+/// How a GEMM operand is quantized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantization {
+    /// One scale for the whole tensor (TE's delayed or current scaling, or none: a plain cast).
+    PerTensor(Fp8Element),
+    /// One E8M0 scale per 32 elements along the reduction axis of the GEMM (MXFP8).
+    Mx(Fp8Element, ScaleMode),
 }
 
 /// The recipes there are.
@@ -168,33 +188,140 @@ pub enum RecipeKind {
     MixedFp16,
     /// Autocast with bfloat16.
     MixedBf16,
+    /// Transformer Engine's FP8 training with per-tensor scaling ([`Fp8Scaling`]): every GEMM
+    /// operand in 8 bits, HYBRID formats by default (E4M3 forward, E5M2 gradients); the rest as
+    /// [`RecipeKind::MixedBf16`].
+    Fp8,
+    /// MXFP8 (TE's `MXFP8BlockScaling`): both operands of every GEMM in E4M3 with one E8M0
+    /// scale per 32 elements along the reduction dimension; the rest as
+    /// [`RecipeKind::MixedBf16`].
+    Mxfp8,
+}
+
+/// How the FP8 recipe picks each tensor's scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fp8Scaling {
+    /// TE's `DelayedScaling`: the scale comes from the amax history of previous steps,
+    /// updated after each backward pass (`amax_and_scale_update`).
+    Delayed {
+        /// `amax_history_len` (TE's default 1024).
+        history: usize,
+        /// `margin` (TE's default 0).
+        margin: i32,
+        /// `amax_compute_algo` (TE's default `max`).
+        algo: AmaxComputeAlgo,
+    },
+    /// Current (just-in-time) scaling, TE's `Float8CurrentScaling`: the scale of a tensor from
+    /// its own amax (`compute_scale_from_amax`, no power-of-two rounding, epsilon 0).
+    Current,
+    /// No scale at all: a plain saturating cast (scale 1). Shows what scaling prevents.
+    None,
+}
+
+impl Default for Fp8Scaling {
+    /// TE's `DelayedScaling()` defaults: history 1024, margin 0, `max`.
+    fn default() -> Self {
+        Fp8Scaling::Delayed {
+            history: 1024,
+            margin: 0,
+            algo: AmaxComputeAlgo::Max,
+        }
+    }
+}
+
+/// The per-tensor state of a scaled GEMM operand, and what the last step did to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorScaling {
+    /// The operand's site.
+    pub site: Site,
+    /// Its format (E4M3 forward, E5M2 for gradients under HYBRID).
+    pub element: Fp8Element,
+    /// Delayed scaling's amax history (`history[0]` the current step's slot); empty otherwise.
+    pub history: Vec<f32>,
+    /// The scale the next quantization multiplies by (delayed scaling), or the last one used.
+    pub scale: f32,
+    /// The amax measured on the tensor in the last step.
+    pub amax: f32,
+    /// What the last step's cast did to it.
+    pub stats: QuantStats,
 }
 
 /// A recipe: the per-site casts of a training step and the state they need.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
     kind: RecipeKind,
+    scaling: Fp8Scaling,
+    mx_mode: ScaleMode,
+    /// The GEMM operands' states, in [`Recipe::gemm_sites`] order (FP8 recipes only).
+    tensors: Vec<TensorScaling>,
 }
 
 impl Recipe {
-    /// The recipe of `kind`, in its initial state.
-    pub const fn new(kind: RecipeKind) -> Self {
-        Self { kind }
+    /// The recipe of `kind`, in its initial state (FP8: TE's default delayed scaling; MXFP8:
+    /// FLOOR scales).
+    pub fn new(kind: RecipeKind) -> Self {
+        Self::with_settings(kind, Fp8Scaling::default(), ScaleMode::Floor)
+    }
+
+    fn with_settings(kind: RecipeKind, scaling: Fp8Scaling, mx_mode: ScaleMode) -> Self {
+        let mut r = Self {
+            kind,
+            scaling,
+            mx_mode,
+            tensors: Vec::new(),
+        };
+        if matches!(kind, RecipeKind::Fp8 | RecipeKind::Mxfp8) {
+            let history = match scaling {
+                Fp8Scaling::Delayed { history, .. } if kind == RecipeKind::Fp8 => history,
+                _ => 0,
+            };
+            r.tensors = Self::gemm_sites()
+                .map(|site| TensorScaling {
+                    site,
+                    element: r.element(site),
+                    history: vec![0.0; history],
+                    scale: 1.0,
+                    amax: 0.0,
+                    stats: QuantStats::default(),
+                })
+                .collect();
+        }
+        r
     }
 
     /// Plain f32.
-    pub const fn fp32() -> Self {
+    pub fn fp32() -> Self {
         Self::new(RecipeKind::Fp32)
     }
 
     /// Autocast fp16.
-    pub const fn mixed_fp16() -> Self {
+    pub fn mixed_fp16() -> Self {
         Self::new(RecipeKind::MixedFp16)
     }
 
     /// Autocast bf16.
-    pub const fn mixed_bf16() -> Self {
+    pub fn mixed_bf16() -> Self {
         Self::new(RecipeKind::MixedBf16)
+    }
+
+    /// FP8 with per-tensor `scaling` (HYBRID formats). A delayed history of length 0 is refused
+    /// (TE asserts `amax_history_len > 0`).
+    pub fn fp8(scaling: Fp8Scaling) -> Result<Self> {
+        if let Fp8Scaling::Delayed { history: 0, .. } = scaling {
+            return Err(SimError::Config(
+                "fp8: the amax history needs at least one entry".into(),
+            ));
+        }
+        Ok(Self::with_settings(
+            RecipeKind::Fp8,
+            scaling,
+            ScaleMode::Floor,
+        ))
+    }
+
+    /// MXFP8 with scale mode `mode`.
+    pub fn mxfp8(mode: ScaleMode) -> Self {
+        Self::with_settings(RecipeKind::Mxfp8, Fp8Scaling::None, mode)
     }
 
     /// Which recipe this is.
@@ -203,11 +330,27 @@ impl Recipe {
     }
 
     /// Name as the CLI and the summaries spell it.
-    pub const fn name(&self) -> &'static str {
+    pub fn name(&self) -> String {
         match self.kind {
-            RecipeKind::Fp32 => "fp32",
-            RecipeKind::MixedFp16 => "mixed fp16",
-            RecipeKind::MixedBf16 => "mixed bf16",
+            RecipeKind::Fp32 => "fp32".into(),
+            RecipeKind::MixedFp16 => "mixed fp16".into(),
+            RecipeKind::MixedBf16 => "mixed bf16".into(),
+            RecipeKind::Fp8 => match self.scaling {
+                Fp8Scaling::Delayed {
+                    history,
+                    margin,
+                    algo,
+                } => format!(
+                    "fp8 (HYBRID, delayed scaling: history {history}, margin {margin}, {})",
+                    match algo {
+                        AmaxComputeAlgo::Max => "max",
+                        AmaxComputeAlgo::MostRecent => "most_recent",
+                    }
+                ),
+                Fp8Scaling::Current => "fp8 (HYBRID, current scaling)".into(),
+                Fp8Scaling::None => "fp8 (HYBRID, no scaling)".into(),
+            },
+            RecipeKind::Mxfp8 => format!("mxfp8 (E4M3, blocks of 32, {})", self.mx_mode.name()),
         }
     }
 
@@ -216,24 +359,63 @@ impl Recipe {
         !matches!(self.kind, RecipeKind::Fp32)
     }
 
-    /// The one format every site rounds to, when there is one (`None` for fp32): what a
-    /// backend that runs a single low-precision type (the CUDA backend: fp16) checks, and the
-    /// format the cross-check's census and the CLI's summary speak of.
+    /// Whether the recipe quantizes GEMM operands to 8 bits.
+    pub const fn is_fp8(&self) -> bool {
+        matches!(self.kind, RecipeKind::Fp8 | RecipeKind::Mxfp8)
+    }
+
+    /// The one format every site rounds to, when there is one (`None` for fp32 and the FP8
+    /// recipes): what a backend that runs a single low-precision type (the CUDA backend: fp16)
+    /// checks.
     pub const fn uniform_format(&self) -> Option<LowFormat> {
         match self.kind {
-            RecipeKind::Fp32 => None,
+            RecipeKind::Fp32 | RecipeKind::Fp8 | RecipeKind::Mxfp8 => None,
             RecipeKind::MixedFp16 => Some(LowFormat::F16),
             RecipeKind::MixedBf16 => Some(LowFormat::Bf16),
         }
     }
 
-    /// What to do with the tensor at `site`: the one mapping from a recipe to formats.
-    #[inline]
-    pub fn cast(&self, _site: Site) -> Cast {
-        self.uniform_format().map_or(Cast::Keep, Cast::Round)
+    /// The format of the sites an FP8 recipe does not quantize (bf16), or the uniform one.
+    pub const fn low_format(&self) -> Option<LowFormat> {
+        match self.kind {
+            RecipeKind::Fp8 | RecipeKind::Mxfp8 => Some(LowFormat::Bf16),
+            _ => self.uniform_format(),
+        }
     }
 
-    /// Applies [`Self::cast`] of `site` to `values`, in place.
+    /// The GEMM operands an FP8 recipe quantizes, in a fixed order: each layer's input,
+    /// weight and output gradient.
+    pub fn gemm_sites() -> impl Iterator<Item = Site> {
+        Layer::ALL.into_iter().flat_map(|layer| {
+            [Role::Input, Role::Weight, Role::OutputGrad].map(|role| Site::new(layer, role))
+        })
+    }
+
+    /// The 8-bit format of a GEMM operand: HYBRID (E4M3 activations and weights, E5M2
+    /// gradients) for FP8, E4M3 everywhere for MXFP8 (TE's `MXFP8BlockScaling` default).
+    fn element(&self, site: Site) -> Fp8Element {
+        match (self.kind, site.role.kind()) {
+            (RecipeKind::Fp8, TensorKind::Gradient) => Fp8Element::E5M2,
+            _ => Fp8Element::E4M3,
+        }
+    }
+
+    /// What to do with the tensor at `site`: the one mapping from a recipe to formats.
+    #[inline]
+    pub fn cast(&self, site: Site) -> Cast {
+        match self.kind {
+            RecipeKind::Fp8 if site.role.is_gemm_operand() => {
+                Cast::Quantize(Quantization::PerTensor(self.element(site)))
+            }
+            RecipeKind::Mxfp8 if site.role.is_gemm_operand() => {
+                Cast::Quantize(Quantization::Mx(self.element(site), self.mx_mode))
+            }
+            _ => self.low_format().map_or(Cast::Keep, Cast::Round),
+        }
+    }
+
+    /// Applies [`Self::cast`] of `site` to `values`, in place, where it is a rounding (a GEMM
+    /// operand's quantization goes through [`Self::tensor_scale`] and [`crate::quantize`]).
     #[inline]
     pub fn round(&self, site: Site, values: &mut [f32]) {
         if let Cast::Round(format) = self.cast(site) {
@@ -241,15 +423,115 @@ impl Recipe {
         }
     }
 
-    /// The state to save with a run.
-    pub fn state(&self) -> RecipeState {
-        RecipeState {
-            recipe: self.kind,
-            tensors: BTreeMap::new(),
+    fn tensor_index(&self, site: Site) -> Option<usize> {
+        self.tensors.iter().position(|t| t.site == site)
+    }
+
+    /// The scale `(scale, scale_inv)` a per-tensor site's tensor is cast with this step, given
+    /// the tensor's `amax`: delayed scaling records the amax in the history's current slot and
+    /// returns the scale its last update computed; current scaling computes TE's
+    /// `compute_scale_from_amax(amax, fp8_max)`; no scaling returns 1. `None` for a site the
+    /// recipe does not scale per tensor.
+    pub fn tensor_scale(&mut self, site: Site, amax: f32) -> Option<(f32, f32)> {
+        if self.kind != RecipeKind::Fp8 {
+            return None;
+        }
+        let (scale, scale_inv) = self.peek_scale(site, amax)?;
+        let delayed = matches!(self.scaling, Fp8Scaling::Delayed { .. });
+        let i = self.tensor_index(site)?;
+        let t = &mut self.tensors[i];
+        t.amax = amax;
+        t.scale = scale;
+        if delayed {
+            t.history[0] = amax;
+        }
+        Some((scale, scale_inv))
+    }
+
+    /// The scale `(scale, scale_inv)` [`Self::tensor_scale`] would give, changing nothing (an
+    /// evaluation pass casts with the scales as they stand and records no amax).
+    pub fn peek_scale(&self, site: Site, amax: f32) -> Option<(f32, f32)> {
+        if self.kind != RecipeKind::Fp8 {
+            return None;
+        }
+        let t = &self.tensors[self.tensor_index(site)?];
+        let scale = match self.scaling {
+            Fp8Scaling::Delayed { .. } => t.scale,
+            Fp8Scaling::Current => {
+                te_compute_scale_from_amax(amax, t.element.max(), false, 0.0, f32::MAX)
+            }
+            Fp8Scaling::None => 1.0,
+        };
+        Some((scale, te_scale_inv(scale)))
+    }
+
+    /// Records what the cast of `site`'s tensor did this step (and, for MX, its amax).
+    pub fn record_stats(&mut self, site: Site, amax: Option<f32>, stats: QuantStats) {
+        if let Some(i) = self.tensor_index(site) {
+            let t = &mut self.tensors[i];
+            t.stats = stats;
+            if let Some(a) = amax {
+                t.amax = a;
+            }
         }
     }
 
-    /// Continues from a saved state; a state of another recipe is refused.
+    /// After a step's backward pass: delayed scaling's `amax_and_scale_update` of every
+    /// tensor (TE runs it after the forward for the forward tensors and after the backward
+    /// for the gradients; either way the next step's casts use the scales from this step's
+    /// amaxes and the window before them). A zero or non-finite amax keeps the scale. Nothing
+    /// for the other recipes.
+    pub fn end_step(&mut self) {
+        let Fp8Scaling::Delayed { margin, algo, .. } = self.scaling else {
+            return;
+        };
+        if self.kind != RecipeKind::Fp8 {
+            return;
+        }
+        let te = DelayedScaling {
+            margin,
+            amax_compute_algo: algo,
+            fp8_format: Fp8Format::Hybrid,
+            roll: HistoryRoll::Always,
+        };
+        for t in &mut self.tensors {
+            let pass = match t.site.role.kind() {
+                TensorKind::Gradient => Pass::Backward,
+                _ => Pass::Forward,
+            };
+            let (_, scale) = amax_and_scale_update(&te, pass, &mut t.history, t.scale);
+            t.scale = scale;
+        }
+    }
+
+    /// The GEMM operands' states (empty for the recipes that do not quantize).
+    pub fn tensors(&self) -> &[TensorScaling] {
+        &self.tensors
+    }
+
+    /// The state to save with a run: per scaled tensor its amax history and scale
+    /// (`"fc1.input.amax_history"`, `"fc1.input.scale"`), for delayed scaling only (current
+    /// scaling, no scaling and MX keep nothing between steps).
+    pub fn state(&self) -> RecipeState {
+        let mut tensors = BTreeMap::new();
+        if self.kind == RecipeKind::Fp8 && matches!(self.scaling, Fp8Scaling::Delayed { .. }) {
+            for t in &self.tensors {
+                let name = t.site.name();
+                tensors.insert(
+                    format!("{name}.amax_history"),
+                    StateTensor(t.history.clone()),
+                );
+                tensors.insert(format!("{name}.scale"), StateTensor(vec![t.scale]));
+            }
+        }
+        RecipeState {
+            recipe: self.kind,
+            tensors,
+        }
+    }
+
+    /// Continues from a saved state; a state of another recipe, a missing or unexpected tensor
+    /// or one of the wrong length is refused.
     pub fn load_state(&mut self, state: &RecipeState) -> Result<()> {
         if state.recipe != self.kind {
             return Err(SimError::Config(format!(
@@ -257,11 +539,41 @@ impl Recipe {
                 state.recipe, self.kind
             )));
         }
-        if let Some(name) = state.tensors.keys().next() {
+        let expected = self.state();
+        if let Some(name) = state
+            .tensors
+            .keys()
+            .find(|k| !expected.tensors.contains_key(*k))
+        {
             return Err(SimError::Config(format!(
                 "recipe {}: unexpected state tensor {name}",
                 self.name()
             )));
+        }
+        for (name, want) in &expected.tensors {
+            let found = state.tensors.get(name).ok_or_else(|| {
+                SimError::Config(format!(
+                    "recipe {}: state tensor {name} missing",
+                    self.name()
+                ))
+            })?;
+            if found.0.len() != want.0.len() {
+                return Err(SimError::Config(format!(
+                    "recipe {}: state tensor {name} has {} values, the run {}",
+                    self.name(),
+                    found.0.len(),
+                    want.0.len()
+                )));
+            }
+        }
+        for t in &mut self.tensors {
+            let name = t.site.name();
+            if let Some(h) = state.tensors.get(&format!("{name}.amax_history")) {
+                t.history.clone_from(&h.0);
+            }
+            if let Some(s) = state.tensors.get(&format!("{name}.scale")) {
+                t.scale = s.0[0];
+            }
         }
         Ok(())
     }

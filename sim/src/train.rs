@@ -542,7 +542,7 @@ impl<'a> Trainer<'a> {
         }
         // The recipe's state must be the backend's recipe's (its tensors, when a recipe has
         // some, travel with the backend's state).
-        self.backend.recipe().clone().load_state(&state.recipe)?;
+        self.backend.load_recipe_state(&state.recipe)?;
         self.backend.load_params(&state.params)?;
         self.backend.load_optimizer(&state.adam)?;
         self.scaler = scaler;

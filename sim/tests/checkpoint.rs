@@ -11,6 +11,7 @@ use std::path::Path;
 
 fn run() -> RunConfig {
     RunConfig {
+        recipe: String::new(),
         precision: "mixed".into(),
         scaler_policy: "pytorch".into(),
         scaler: ScalerConfig::pytorch(),

@@ -36,7 +36,12 @@ fn execute(args: &Args) -> Result<String, String> {
     let params = weights::load(&args.weights).map_err(|e| e.to_string())?;
     let dir = super::data::locate(args.data.as_deref())?;
     let data = Dataset::load(&dir).map_err(|e| e.to_string())?;
-    let mut backend = CpuBackend::new(args.precision.recipe(), args.batch_size);
+    let mut backend = CpuBackend::new(
+        args.precision
+            .recipe(&super::train::Fp8Args::default())
+            .map_err(|e| e.to_string())?,
+        args.batch_size,
+    );
     backend
         .load_params(&params)
         .map_err(|e: SimError| e.to_string())?;

@@ -5,6 +5,8 @@
 //! stdout carries the seed's lines byte for byte, then a short summary; stderr a progress bar
 //! (only when it is a terminal), cross-check warnings and errors, one line each.
 
+use halfscale_core::recipe::mx::ScaleMode;
+use halfscale_core::recipe::AmaxComputeAlgo;
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::backend::Backend;
 use halfscale_sim::checkpoint::{self, DatasetId, RunConfig};
@@ -15,7 +17,7 @@ use halfscale_sim::dataset::Dataset;
 use halfscale_sim::metrics::MetricsWriter;
 use halfscale_sim::model::Layer;
 use halfscale_sim::plot::{self, Curves};
-use halfscale_sim::recipe::{Role, Site};
+use halfscale_sim::recipe::{Fp8Scaling, Role, Site};
 use halfscale_sim::state::TrainState;
 use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig, Trainer};
 use halfscale_sim::weights;
@@ -44,6 +46,74 @@ pub enum PrecisionArg {
     Mixed,
     /// Autocast with bfloat16.
     Bf16,
+    /// FP8 GEMMs, Transformer Engine's HYBRID recipe (E4M3 forward, E5M2 gradients), per-tensor
+    /// scaling (--fp8-scaling); the rest as bf16.
+    Fp8,
+    /// MXFP8 GEMMs (E4M3, one E8M0 scale per 32 elements along each reduction); the rest as
+    /// bf16.
+    Mxfp8,
+}
+
+/// How the fp8 recipe scales each tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fp8ScalingArg {
+    /// TE's DelayedScaling: the scale from the amax history of previous steps.
+    Delayed,
+    /// Per-tensor just-in-time scaling from the tensor's own amax (TE's Float8CurrentScaling).
+    Current,
+    /// A plain saturating cast, no scale (shows what scaling prevents).
+    None,
+}
+
+/// TE's `amax_compute_algo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AmaxAlgoArg {
+    /// The largest amax of the history window.
+    Max,
+    /// The amax of the last step.
+    #[value(name = "most_recent")]
+    MostRecent,
+}
+
+/// torchao's MX scale calculation mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MxScaleModeArg {
+    Floor,
+    Rceil,
+    Ceil,
+    Even,
+}
+
+/// The FP8 recipes' settings (ignored by the other precisions).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Fp8Args {
+    /// fp8: how each tensor's scale is chosen.
+    #[arg(long, value_enum, default_value_t = Fp8ScalingArg::Delayed)]
+    pub fp8_scaling: Fp8ScalingArg,
+    /// fp8 delayed scaling: amax history length (TE's amax_history_len).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub fp8_history: u64,
+    /// fp8 delayed scaling: margin (the scale leaves 2^margin of headroom).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-64..=64))]
+    pub fp8_margin: i32,
+    /// fp8 delayed scaling: amax_compute_algo.
+    #[arg(long, value_enum, default_value_t = AmaxAlgoArg::Max)]
+    pub fp8_amax: AmaxAlgoArg,
+    /// mxfp8: how a block's amax becomes its E8M0 scale.
+    #[arg(long, value_enum, default_value_t = MxScaleModeArg::Floor)]
+    pub mx_scale_mode: MxScaleModeArg,
+}
+
+impl Default for Fp8Args {
+    fn default() -> Self {
+        Self {
+            fp8_scaling: Fp8ScalingArg::Delayed,
+            fp8_history: 1024,
+            fp8_margin: 0,
+            fp8_amax: AmaxAlgoArg::Max,
+            mx_scale_mode: MxScaleModeArg::Floor,
+        }
+    }
 }
 
 /// Loss-scaler policy (ignored with `--no-scaler` and in fp32).
@@ -63,10 +133,12 @@ pub struct Args {
     /// ./data/MNIST/raw, else $HALFSCALE_DATA, else the repository's copy.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Arithmetic: fp32, mixed (fp16 autocast) or bf16 (bfloat16 autocast) [default: mixed, or
-    /// the checkpoint's with --resume].
+    /// Arithmetic: fp32, mixed (fp16 autocast), bf16 (bfloat16 autocast), fp8 (TE HYBRID) or
+    /// mxfp8 [default: mixed, or the checkpoint's with --resume].
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
+    #[command(flatten)]
+    pub fp8: Fp8Args,
     /// Where to run: cpu (default), cuda, or auto.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
@@ -194,13 +266,33 @@ impl Observer for CliObserver {
 }
 
 impl PrecisionArg {
-    /// The recipe of the flag: the one place the CLI names formats.
-    pub fn recipe(self) -> Recipe {
-        match self {
+    /// The recipe of the flag (with the FP8 settings): the one place the CLI names formats.
+    pub fn recipe(self, fp8: &Fp8Args) -> Result<Recipe> {
+        Ok(match self {
             PrecisionArg::Fp32 => Recipe::fp32(),
             PrecisionArg::Mixed => Recipe::mixed_fp16(),
             PrecisionArg::Bf16 => Recipe::mixed_bf16(),
-        }
+            PrecisionArg::Fp8 => Recipe::fp8(match fp8.fp8_scaling {
+                Fp8ScalingArg::Delayed => Fp8Scaling::Delayed {
+                    history: usize::try_from(fp8.fp8_history).map_err(|_| {
+                        SimError::Config(format!("--fp8-history {}: too long", fp8.fp8_history))
+                    })?,
+                    margin: fp8.fp8_margin,
+                    algo: match fp8.fp8_amax {
+                        AmaxAlgoArg::Max => AmaxComputeAlgo::Max,
+                        AmaxAlgoArg::MostRecent => AmaxComputeAlgo::MostRecent,
+                    },
+                },
+                Fp8ScalingArg::Current => Fp8Scaling::Current,
+                Fp8ScalingArg::None => Fp8Scaling::None,
+            })?,
+            PrecisionArg::Mxfp8 => Recipe::mxfp8(match fp8.mx_scale_mode {
+                MxScaleModeArg::Floor => ScaleMode::Floor,
+                MxScaleModeArg::Rceil => ScaleMode::Rceil,
+                MxScaleModeArg::Ceil => ScaleMode::Ceil,
+                MxScaleModeArg::Even => ScaleMode::Even,
+            }),
+        })
     }
 }
 
@@ -306,7 +398,7 @@ fn execute(args: &Args) -> Result<bool> {
         })
         .unwrap_or(ScalerArg::Pytorch);
     let epochs = args.epochs.or(saved.map(|r| r.epochs)).unwrap_or(1);
-    let recipe = precision.recipe();
+    let recipe = precision.recipe(&args.fp8)?;
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -318,6 +410,7 @@ fn execute(args: &Args) -> Result<bool> {
     let (scaler_policy, scaler_config) = scaler_config(args, scaler_arg, &recipe);
     let run = RunConfig {
         precision: value_name(precision),
+        recipe: recipe.name(),
         scaler_policy,
         scaler: scaler_config,
         batch_size: args.batch_size,

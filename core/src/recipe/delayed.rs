@@ -162,33 +162,51 @@ impl<const H: usize> DelayedScalingState<H> {
     /// TE's `amax_and_scale_update` for this tensor: picks the amax, rolls the history, updates
     /// `scale` and `scale_inv` (see the module documentation). Returns the amax it used.
     pub fn update(&mut self, recipe: &DelayedScaling, pass: Pass) -> f32 {
-        let last_amax = self.history[0];
-        let rolls = !(recipe.roll == HistoryRoll::SkipWhenZero && last_amax == 0.0);
-        // fmaxf over every entry, starting from 0, as the kernel's roll loop accumulates it.
-        let mut window_max = 0.0f32;
-        if rolls {
-            for &a in &self.history {
-                window_max = fmaxf(window_max, a);
-            }
-            self.history.rotate_left(1);
-            self.history[0] = 0.0;
-        }
-        let amax = match recipe.amax_compute_algo {
-            AmaxComputeAlgo::MostRecent => last_amax,
-            AmaxComputeAlgo::Max => window_max,
-        };
-        let mut scale = if amax.is_finite() && amax > 0.0 {
-            recipe.scaled_max(pass) / amax
-        } else {
-            self.scale
-        };
-        if scale.is_infinite() {
-            scale = f32::MAX;
-        }
+        let (amax, scale) = amax_and_scale_update(recipe, pass, &mut self.history, self.scale);
         self.scale = scale;
         self.scale_inv = 1.0 / scale;
         amax
     }
+}
+
+/// TE's `amax_and_scale_update` for one tensor whose amax history (TE's `amax_history`, any
+/// length: `amax_history_len` is a run-time setting in TE) is `history` and whose scale is
+/// `scale`: picks the amax, rolls the history in place and returns `(amax used, new scale)`;
+/// `scale_inv` is `1 / scale` (TE's `__frcp_rn`). The one implementation of the update:
+/// [`DelayedScalingState::update`] is this function on its fixed-capacity history. An empty
+/// history has no amax: nothing changes and the amax returned is 0.
+pub fn amax_and_scale_update(
+    recipe: &DelayedScaling,
+    pass: Pass,
+    history: &mut [f32],
+    scale: f32,
+) -> (f32, f32) {
+    let Some(&last_amax) = history.first() else {
+        return (0.0, scale);
+    };
+    let rolls = !(recipe.roll == HistoryRoll::SkipWhenZero && last_amax == 0.0);
+    // fmaxf over every entry, starting from 0, as the kernel's roll loop accumulates it.
+    let mut window_max = 0.0f32;
+    if rolls {
+        for &a in history.iter() {
+            window_max = fmaxf(window_max, a);
+        }
+        history.rotate_left(1);
+        history[0] = 0.0;
+    }
+    let amax = match recipe.amax_compute_algo {
+        AmaxComputeAlgo::MostRecent => last_amax,
+        AmaxComputeAlgo::Max => window_max,
+    };
+    let mut new_scale = if amax.is_finite() && amax > 0.0 {
+        recipe.scaled_max(pass) / amax
+    } else {
+        scale
+    };
+    if new_scale.is_infinite() {
+        new_scale = f32::MAX;
+    }
+    (amax, new_scale)
 }
 
 /// C's `fmaxf`: the larger operand, a NaN operand ignored (IEEE 754-2008 maxNum).

@@ -18,5 +18,6 @@ pub mod torch_log2;
 
 pub use current::{te_compute_scale_from_amax, te_scale_inv, torchao_tensorwise_scale};
 pub use delayed::{
-    AmaxComputeAlgo, DelayedScaling, DelayedScalingState, Fp8Format, HistoryRoll, Pass,
+    amax_and_scale_update, AmaxComputeAlgo, DelayedScaling, DelayedScalingState, Fp8Format,
+    HistoryRoll, Pass,
 };
