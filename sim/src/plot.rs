@@ -20,9 +20,30 @@ pub struct Curves {
     /// Fraction of gradient elements underflowed (flushed or inexact subnormal) at the scale,
     /// on cross-checked steps.
     pub underflow: Vec<(f64, f64)>,
+    /// FP8 recipes: each quantized tensor's scale per step, by tensor name (two more panels
+    /// when present).
+    pub tensor_scales: Vec<(String, Vec<(f64, f64)>)>,
+    /// FP8 recipes: the fraction of all quantized elements saturated, per step.
+    pub saturated: Vec<(f64, f64)>,
+    /// FP8 recipes: the fraction of all quantized elements flushed to zero, per step.
+    pub flushed: Vec<(f64, f64)>,
+}
+
+impl Curves {
+    /// Adds a tensor's scale at a step.
+    pub fn push_tensor_scale(&mut self, tensor: &str, step: f64, scale: f64) {
+        match self.tensor_scales.iter_mut().find(|(t, _)| t == tensor) {
+            Some((_, pts)) => pts.push((step, scale)),
+            None => self
+                .tensor_scales
+                .push((tensor.to_string(), vec![(step, scale)])),
+        }
+    }
 }
 
 const SIZE: (u32, u32) = (1000, 900);
+/// With the FP8 panels.
+const SIZE_FP8: (u32, u32) = (1000, 1500);
 
 /// Writes the chart; the format follows the extension (`svg` or `png`).
 pub fn write(path: &Path, curves: &Curves) -> Result<()> {
@@ -36,10 +57,15 @@ pub fn write(path: &Path, curves: &Curves) -> Result<()> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     register_font().map_err(err)?;
+    let size = if curves.tensor_scales.is_empty() {
+        SIZE
+    } else {
+        SIZE_FP8
+    };
     match ext.as_deref() {
-        Some("svg") => draw(SVGBackend::new(path, SIZE).into_drawing_area(), curves).map_err(err),
+        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), curves).map_err(err),
         Some("png") => {
-            draw(BitMapBackend::new(path, SIZE).into_drawing_area(), curves).map_err(err)
+            draw(BitMapBackend::new(path, size).into_drawing_area(), curves).map_err(err)
         }
         _ => Err(err(
             "unsupported plot format: use a .svg or .png file name".into()
@@ -87,7 +113,8 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Curves) -> Result<
         .chain(&c.scale)
         .map(|p| p.0)
         .fold(1.0f64, f64::max);
-    let panels = root.split_evenly((3, 1));
+    let fp8 = !c.tensor_scales.is_empty();
+    let panels = root.split_evenly((if fp8 { 5 } else { 3 }, 1));
     for panel in &panels {
         // A frame per panel.
         let (w, h) = panel.dim_in_pixel();
@@ -151,6 +178,65 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Curves) -> Result<
             .draw_series(LineSeries::new(finite(&c.underflow), &GREEN))
             .map_err(e)?;
     }
+    if fp8 {
+        // Each quantized tensor's scale, logarithmic, one colour per tensor.
+        let all: Vec<(f64, f64)> = c
+            .tensor_scales
+            .iter()
+            .flat_map(|(_, p)| p.iter().copied())
+            .filter(|p| p.1 > 0.0 && p.1.is_finite())
+            .collect();
+        let (lo, hi) = range(&all, true);
+        let mut b = ChartBuilder::on(&panels[3]);
+        b.margin(12).x_label_area_size(30).y_label_area_size(60);
+        b.caption("FP8 scale per tensor (log)", ("sans-serif", 18));
+        let mut chart = b
+            .build_cartesian_2d(0.0..steps, (lo..hi).log_scale())
+            .map_err(e)?;
+        chart.configure_mesh().draw().map_err(e)?;
+        for (i, (name, pts)) in c.tensor_scales.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = pts
+                .iter()
+                .copied()
+                .filter(|p| p.1 > 0.0 && p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, colour))
+                .map_err(e)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(e)?;
+        // Saturated and flushed fractions of all quantized elements.
+        let both: Vec<(f64, f64)> = c.saturated.iter().chain(&c.flushed).copied().collect();
+        let (lo, hi) = range(&both, false);
+        let mut b = ChartBuilder::on(&panels[4]);
+        b.margin(12).x_label_area_size(30).y_label_area_size(60);
+        b.caption(
+            "FP8 elements saturated (red) and flushed to zero (blue), fraction",
+            ("sans-serif", 18),
+        );
+        let mut chart = b.build_cartesian_2d(0.0..steps, lo..hi).map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_label_formatter(&|v| format!("{v:.1e}"))
+            .draw()
+            .map_err(e)?;
+        chart
+            .draw_series(LineSeries::new(finite(&c.saturated), &RED))
+            .map_err(e)?;
+        chart
+            .draw_series(LineSeries::new(finite(&c.flushed), &BLUE))
+            .map_err(e)?;
+    }
     root.present().map_err(e)?;
     Ok(())
 }
@@ -176,6 +262,7 @@ mod tests {
                 .collect(),
             scale: (0..100).map(|i| (i as f64, 65536.0)).collect(),
             underflow: (0..100).map(|i| (i as f64, 1e-3)).collect(),
+            ..Curves::default()
         };
         let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
         draw(

@@ -240,6 +240,8 @@ pub struct TensorScaling {
     pub history: Vec<f32>,
     /// The scale the next quantization multiplies by (delayed scaling), or the last one used.
     pub scale: f32,
+    /// The scale the last step's cast multiplied by.
+    pub scale_used: f32,
     /// The amax measured on the tensor in the last step.
     pub amax: f32,
     /// What the last step's cast did to it.
@@ -281,6 +283,7 @@ impl Recipe {
                     element: r.element(site),
                     history: vec![0.0; history],
                     scale: 1.0,
+                    scale_used: 1.0,
                     amax: 0.0,
                     stats: QuantStats::default(),
                 })
@@ -442,6 +445,7 @@ impl Recipe {
         let t = &mut self.tensors[i];
         t.amax = amax;
         t.scale = scale;
+        t.scale_used = scale;
         if delayed {
             t.history[0] = amax;
         }

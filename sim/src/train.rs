@@ -29,6 +29,8 @@ use crate::crosscheck::{Bounds, CrossCheck, Verdict};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Layer, Params};
+use crate::quantize::QuantStats;
+use crate::recipe::Recipe;
 use crate::state::{DataCursor, TrainState};
 use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
 use std::time::Instant;
@@ -91,6 +93,52 @@ pub struct StepRecord {
     /// Present on cross-checked steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<Verdict>,
+    /// The FP8 recipes' GEMM operands this step: format, amax, scale and what the cast did
+    /// (empty, and not written, for the other recipes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tensors: Vec<TensorRecord>,
+}
+
+/// One quantized GEMM operand in a step (see [`crate::recipe::TensorScaling`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TensorRecord {
+    /// The site's name (`"fc1.input"`).
+    pub tensor: String,
+    /// `"e4m3"` or `"e5m2"`.
+    pub format: &'static str,
+    /// The tensor's amax this step.
+    pub amax: f32,
+    /// The per-tensor scale it was cast with (1 for MX, whose scales are per block).
+    pub scale: f32,
+    #[serde(flatten)]
+    pub stats: QuantStats,
+}
+
+impl TensorRecord {
+    /// The records of the recipe's quantized tensors after a step.
+    pub fn of(recipe: &Recipe) -> Vec<TensorRecord> {
+        let per_tensor = recipe.kind() == crate::recipe::RecipeKind::Fp8;
+        recipe
+            .tensors()
+            .iter()
+            .map(|t| TensorRecord {
+                tensor: t.site.name(),
+                format: t.element.name(),
+                amax: t.amax,
+                scale: if per_tensor { t.scale_used } else { 1.0 },
+                stats: t.stats,
+            })
+            .collect()
+    }
+}
+
+/// A quantized tensor's casts summed over a run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TensorLoss {
+    pub tensor: String,
+    pub format: &'static str,
+    #[serde(flatten)]
+    pub stats: QuantStats,
 }
 
 /// Receives what the loop reports. All methods default to doing nothing.
@@ -170,6 +218,8 @@ pub struct Summary {
     pub divergent_steps: u64,
     /// Checked steps whose skip decision was wrong.
     pub wrong_skips: u64,
+    /// The FP8 recipes' quantized tensors, their casts summed over the run (empty otherwise).
+    pub tensors: Vec<TensorLoss>,
     /// The master weights at the end.
     pub params: Params,
 }
@@ -233,6 +283,8 @@ struct StepAt {
 /// One finished step, however it ran, as the loop accounts for it.
 struct DoneStep {
     at: StepAt,
+    /// The quantized tensors' records (FP8 recipes).
+    tensors: Vec<TensorRecord>,
     loss: f32,
     /// The scale the backward pass used.
     scale: f32,
@@ -260,6 +312,16 @@ impl Ledger<'_> {
         summary.steps += 1;
         summary.skipped += u64::from(done.skipped);
         summary.images += at.len;
+        for t in &done.tensors {
+            match summary.tensors.iter_mut().find(|s| s.tensor == t.tensor) {
+                Some(s) => s.stats.merge(&t.stats),
+                None => summary.tensors.push(TensorLoss {
+                    tensor: t.tensor.clone(),
+                    format: t.format,
+                    stats: t.stats,
+                }),
+            }
+        }
         if let Some(r) = &done.check {
             summary.checked_steps += 1;
             summary.divergent_steps += u64::from(!r.within_bounds);
@@ -311,6 +373,7 @@ impl Ledger<'_> {
                 .or(report.first_inf)
                 .and_then(Layer::of_index),
             check: done.check,
+            tensors: done.tensors,
         })
     }
 }
@@ -398,6 +461,7 @@ impl Queue {
             }
             ledger.account(DoneStep {
                 at,
+                tensors: Vec::new(),
                 loss: o.loss,
                 scale,
                 report: o.report,
@@ -495,6 +559,7 @@ impl<'a> Trainer<'a> {
                 bounds: check.as_ref().map(|c| *c.bounds()),
                 divergent_steps: 0,
                 wrong_skips: 0,
+                tensors: Vec::new(),
                 params: Params::zeros(),
             },
             observer,
@@ -684,8 +749,10 @@ impl<'a> Trainer<'a> {
                 source,
             })?;
         let verdict = comparison.map(|c| c.judge(skipped, scaler.is_enabled()));
+        let tensors = TensorRecord::of(self.backend.recipe());
         self.ledger.account(DoneStep {
             at,
+            tensors,
             loss,
             scale,
             report,

@@ -17,6 +17,7 @@ use halfscale_sim::dataset::Dataset;
 use halfscale_sim::metrics::MetricsWriter;
 use halfscale_sim::model::Layer;
 use halfscale_sim::plot::{self, Curves};
+use halfscale_sim::quantize::QuantStats;
 use halfscale_sim::recipe::{Fp8Scaling, Role, Site};
 use halfscale_sim::state::TrainState;
 use halfscale_sim::train::{self, Observer, StepRecord, Summary, TrainConfig, Trainer};
@@ -242,6 +243,19 @@ impl Observer for CliObserver {
         let x = r.step as f64;
         self.curves.loss.push((x, f64::from(r.loss)));
         self.curves.scale.push((x, r.scale));
+        if !r.tensors.is_empty() {
+            let mut total = QuantStats::default();
+            for t in &r.tensors {
+                self.curves
+                    .push_tensor_scale(&t.tensor, x, f64::from(t.scale));
+                total.merge(&t.stats);
+            }
+            let n = total.total.max(1) as f64;
+            self.curves.saturated.push((x, total.saturated as f64 / n));
+            self.curves
+                .flushed
+                .push((x, total.flushed_to_zero as f64 / n));
+        }
         if let Some(c) = &r.check {
             let total = c.censused();
             if total > 0 {
@@ -315,6 +329,52 @@ fn value_name(v: impl clap::ValueEnum) -> String {
         .map_or_else(String::new, |p| p.get_name().to_string())
 }
 
+/// The FP8 recipes' casts over the run: per tensor the fraction saturated and flushed to zero,
+/// and the tensor that lost the most elements to the format's range.
+fn print_fp8_casts(s: &Summary) {
+    if s.tensors.is_empty() {
+        return;
+    }
+    let pct = |n: u64, total: u64| 100.0 * n as f64 / total.max(1) as f64;
+    let casts: Vec<String> = s
+        .tensors
+        .iter()
+        .map(|t| {
+            format!(
+                "{} ({}) {:.3}%/{:.3}%",
+                t.tensor,
+                t.format,
+                pct(t.stats.saturated, t.stats.total),
+                pct(t.stats.flushed_to_zero, t.stats.total)
+            )
+        })
+        .collect();
+    println!(
+        "FP8 casts (saturated/flushed to zero, over the run): {}",
+        casts.join(", ")
+    );
+    let worst = s
+        .tensors
+        .iter()
+        .max_by(|a, b| {
+            pct(a.stats.lost(), a.stats.total).total_cmp(&pct(b.stats.lost(), b.stats.total))
+        })
+        .filter(|t| t.stats.lost() > 0);
+    match worst {
+        Some(t) => println!(
+            "FP8 tensor that lost the most: {} ({}): {} of {} elements ({:.3}%): {} saturated, {} flushed to zero",
+            t.tensor,
+            t.format,
+            t.stats.lost(),
+            t.stats.total,
+            pct(t.stats.lost(), t.stats.total),
+            t.stats.saturated,
+            t.stats.flushed_to_zero
+        ),
+        None => println!("FP8 tensor that lost the most: none (no element saturated or flushed)"),
+    }
+}
+
 fn print_summary(s: &Summary, recipe: &Recipe, scaling: bool) {
     println!(
         "Summary: {}: {} steps, {} images in {:.1} s ({:.0} images/s), wall {:.1} s",
@@ -331,6 +391,7 @@ fn print_summary(s: &Summary, recipe: &Recipe, scaling: bool) {
         s.skipped,
         s.final_scale
     );
+    print_fp8_casts(s);
     if s.checked_steps == 0 {
         println!("Cross-check: off");
         return;
