@@ -1,16 +1,19 @@
 //! Resuming: a run split at several steps, its `TrainState` serialised to JSON at each split,
 //! read back and handed to a new trainer on a new backend, takes exactly the steps of the
 //! uninterrupted run: every record (loss, scale, skip, cross-check figures) and line, the final
-//! weights, the Adam moments and the scaler's state, bit for bit, in each precision, with and
-//! without the cross-check.
+//! weights, the Adam moments, the scaler's state and the FP8 recipes' scaling histories, bit for
+//! bit, in each precision, with and without the cross-check.
 
 mod common;
 
 use common::{synthetic, Collect};
+use halfscale_core::recipe::mx::ScaleMode;
+use halfscale_core::recipe::AmaxComputeAlgo;
 use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Dataset;
+use halfscale_sim::recipe::Fp8Scaling;
 use halfscale_sim::state::TrainState;
 use halfscale_sim::train::{self, TrainConfig, Trainer};
 use halfscale_sim::Recipe;
@@ -140,6 +143,20 @@ fn a_run_split_and_resumed_from_json_takes_the_uninterrupted_steps_bit_for_bit()
         (Recipe::fp32(), ScalerConfig::disabled()),
         (Recipe::mixed_fp16(), busy_scaler()),
         (Recipe::mixed_bf16(), busy_scaler()),
+        // Delayed FP8 scaling with a history of 4, so the amax window rolls over within the
+        // run and across the splits; the per-tensor histories travel in the state.
+        (
+            Recipe::fp8(Fp8Scaling::Delayed {
+                history: 4,
+                margin: 0,
+                algo: AmaxComputeAlgo::Max,
+            })
+            .unwrap(),
+            busy_scaler(),
+        ),
+        (Recipe::fp8(Fp8Scaling::default()).unwrap(), busy_scaler()),
+        (Recipe::fp8(Fp8Scaling::Current).unwrap(), busy_scaler()),
+        (Recipe::mxfp8(ScaleMode::Floor), busy_scaler()),
     ] {
         for check in [false, true] {
             let what = format!("{precision:?}, cross-check {check}");
