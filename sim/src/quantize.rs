@@ -175,7 +175,8 @@ pub enum Axis {
 }
 
 thread_local! {
-    /// Gather buffer, scales and codes of one line of blocks (grown once, reused every step).
+    /// A band of blocks laid out contiguously, its scales and codes (grown once, reused every
+    /// step).
     static SCRATCH: RefCell<(Vec<f32>, Vec<E8M0>, Vec<u8>)> = const {
         RefCell::new((Vec::new(), Vec::new(), Vec::new()))
     };
@@ -184,6 +185,11 @@ thread_local! {
 /// MX fake quantization in place of the row-major `[rows][cols]` matrix `values`, blocks of 32
 /// along `axis` (see the module doc). Returns what the cast did (the scaled element is the
 /// element over its block's scale).
+///
+/// The blocks are gathered into a contiguous band for the core's [`mx::quantize`]: along rows,
+/// one row at a time (zero-padded to whole blocks); down columns, 32 rows at a time transposed
+/// so that each column's 32 elements are one block (cache-friendly: the rows are read in
+/// order).
 pub fn quantize_mx(
     values: &mut [f32],
     rows: usize,
@@ -193,43 +199,84 @@ pub fn quantize_mx(
     mode: ScaleMode,
 ) -> QuantStats {
     assert_eq!(values.len(), rows * cols, "matrix shape and length differ");
-    let (lines, len, stride, step) = match axis {
-        Axis::Rows => (rows, cols, 1, cols),
-        Axis::Cols => (cols, rows, cols, 1),
-    };
-    let padded = len.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
-    let table = elem.table();
     let mut stats = QuantStats::default();
     SCRATCH.with(|s| {
         let (buf, scales, codes) = &mut *s.borrow_mut();
-        buf.resize(padded, 0.0);
-        scales.resize(padded / BLOCK_SIZE, E8M0::from_code(0));
-        codes.resize(padded, 0);
-        for line in 0..lines {
-            let at = line * step;
-            for (i, b) in buf[..len].iter_mut().enumerate() {
-                *b = values[at + i * stride];
-            }
-            buf[len..].fill(0.0);
-            mx::quantize(buf, elem.element(), mode, scales, codes)
-                .expect("whole blocks and matching lengths by construction");
-            for (block, &scale) in scales.iter().enumerate() {
-                // 2^e exactly (E8M0 spans 2^-127..2^127: a subnormal factor for the lowest codes,
-                // still exact); the NaN scale reads back as NaN.
-                let factor = match scale.exponent() {
-                    Some(e) => exp2_integer(e as f32),
-                    None => f32::NAN,
-                };
-                let start = block * BLOCK_SIZE;
-                let end = (start + BLOCK_SIZE).min(len);
-                for i in start..end {
-                    let x = buf[i];
-                    let q = table[usize::from(codes[i])];
-                    stats.count(elem, x, x / factor, q);
-                    values[at + i * stride] = q * factor;
+        match axis {
+            Axis::Rows => {
+                let padded = cols.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+                for row in values.chunks_exact_mut(cols) {
+                    buf.clear();
+                    buf.extend_from_slice(row);
+                    buf.resize(padded, 0.0);
+                    cast_band(buf, scales, codes, elem, mode, &mut stats);
+                    // Block b of the row is block b of the band.
+                    row.copy_from_slice(&buf[..cols]);
                 }
             }
+            Axis::Cols => {
+                for band in (0..rows).step_by(BLOCK_SIZE) {
+                    let height = BLOCK_SIZE.min(rows - band);
+                    buf.clear();
+                    buf.resize(cols * BLOCK_SIZE, 0.0);
+                    for i in 0..height {
+                        let row = &values[(band + i) * cols..(band + i + 1) * cols];
+                        for (c, &x) in row.iter().enumerate() {
+                            buf[c * BLOCK_SIZE + i] = x;
+                        }
+                    }
+                    // Padding zeros (rows past the end) are counted as cast zeros: take them
+                    // back out of the total.
+                    let mut band_stats = QuantStats::default();
+                    cast_band(buf, scales, codes, elem, mode, &mut band_stats);
+                    band_stats.total -= ((BLOCK_SIZE - height) * cols) as u64;
+                    stats.merge(&band_stats);
+                    for i in 0..height {
+                        let row = &mut values[(band + i) * cols..(band + i + 1) * cols];
+                        for (c, x) in row.iter_mut().enumerate() {
+                            *x = buf[c * BLOCK_SIZE + i];
+                        }
+                    }
+                }
+                return;
+            }
         }
+        // Rows: padding zeros were counted too.
+        let padded = cols.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+        stats.total -= ((padded - cols) * rows) as u64;
     });
     stats
+}
+
+/// Casts whole blocks in place through the core's [`mx::quantize`] and reads them back as
+/// `value * 2^e` (exact; the NaN scale reads back as NaN), counting into `stats`.
+fn cast_band(
+    buf: &mut [f32],
+    scales: &mut Vec<E8M0>,
+    codes: &mut Vec<u8>,
+    elem: Fp8Element,
+    mode: ScaleMode,
+    stats: &mut QuantStats,
+) {
+    let blocks = buf.len() / BLOCK_SIZE;
+    scales.resize(blocks, E8M0::from_code(0));
+    codes.resize(buf.len(), 0);
+    mx::quantize(buf, elem.element(), mode, scales, codes)
+        .expect("whole blocks and matching lengths by construction");
+    let table = elem.table();
+    for ((block, &scale), codes) in buf
+        .chunks_exact_mut(BLOCK_SIZE)
+        .zip(scales.iter())
+        .zip(codes.chunks_exact(BLOCK_SIZE))
+    {
+        let (factor, inv) = match scale.exponent() {
+            Some(e) => (exp2_integer(e as f32), exp2_integer(-e as f32)),
+            None => (f32::NAN, f32::NAN),
+        };
+        for (x, &code) in block.iter_mut().zip(codes) {
+            let q = table[usize::from(code)];
+            stats.count(elem, *x, *x * inv, q);
+            *x = q * factor;
+        }
+    }
 }

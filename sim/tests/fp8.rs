@@ -128,7 +128,17 @@ fn mx_casts_are_the_cores_blocks_along_either_axis_with_partial_blocks() {
         for axis in [Axis::Rows, Axis::Cols] {
             for mode in ScaleMode::ALL {
                 let mut got = values.clone();
-                quantize::quantize_mx(&mut got, rows, cols, axis, Fp8Element::E4M3, mode);
+                let stats =
+                    quantize::quantize_mx(&mut got, rows, cols, axis, Fp8Element::E4M3, mode);
+                assert_eq!(stats.total, (rows * cols) as u64, "padding is not counted");
+                let zeros = values.iter().filter(|x| **x == 0.0).count() as u64;
+                let flushed = values
+                    .iter()
+                    .zip(&mx_oracle(&values, rows, cols, axis, mode))
+                    .filter(|(x, q)| **x != 0.0 && **q == 0.0)
+                    .count() as u64;
+                assert!(zeros > 0);
+                assert_eq!(stats.flushed_to_zero, flushed, "{axis:?} {mode:?}");
                 let want = mx_oracle(&values, rows, cols, axis, mode);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
@@ -378,4 +388,39 @@ fn fp8_steps_are_deterministic() {
         };
         assert!(run() == run(), "{}", recipe.name());
     }
+}
+
+#[test]
+fn without_a_scale_fp8_flushes_what_current_scaling_keeps() {
+    let data = common::data();
+    let (images, labels) = batch_of(&data.train, 32);
+    let batch = Batch {
+        images: &images,
+        labels: &labels,
+    };
+    let flushed = |recipe: Recipe| {
+        let mut b = backend(recipe);
+        // No loss scale: the gradients as they are.
+        b.forward_backward(batch, 1.0).unwrap();
+        let of = |role: Role| -> u64 {
+            b.recipe()
+                .tensors()
+                .iter()
+                .filter(|t| t.site.role == role)
+                .map(|t| t.stats.flushed_to_zero)
+                .sum()
+        };
+        (of(Role::Weight), of(Role::OutputGrad))
+    };
+    let (none_w, none_g) = flushed(Recipe::fp8(Fp8Scaling::None).unwrap());
+    let (cur_w, cur_g) = flushed(Recipe::fp8(Fp8Scaling::Current).unwrap());
+    assert!(
+        none_w > 1000,
+        "unscaled weights below E4M3's subnormals: {none_w}"
+    );
+    assert_eq!(cur_w, 0, "scaled to the format's top, no weight flushes");
+    assert!(
+        none_g > 10 * cur_g.max(1),
+        "gradients flushed: none {none_g}, current {cur_g}"
+    );
 }
