@@ -1,7 +1,9 @@
 //! The simulator's layers forward and backward at batch 64, in GFLOP/s against the machine's f32
 //! FMA peak (printed at the start, from the detected ISA, the core count and the measured clock),
 //! and a whole training step (forward, backward, unscale + check, Adam) in fp32 and in emulated
-//! fp16 and bf16 mixed precision, against the same peak.
+//! fp16 and bf16 mixed precision and in the FP8 recipes (fp8 delayed and current scaling,
+//! mxfp8), against the same peak; and the FP8 recipes' emulated quantization (fake-quantizing a
+//! GEMM operand in place) on conv2's im2col matrix of a group of 4 images, in elements/s.
 //!
 //! The layer benches call the public layer functions once on all 64 images (one GEMM per
 //! convolution, im2col/col2im included), on one thread: their anchor is one core's peak. The
@@ -19,6 +21,9 @@ use halfscale::sim::conv2d::Conv2d;
 use halfscale::sim::cpu::CpuBackend;
 use halfscale::sim::linear::Linear;
 use halfscale::sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2};
+use halfscale::core::recipe::mx::ScaleMode;
+use halfscale::sim::quantize::{self, Axis, Fp8Element};
+use halfscale::sim::recipe::Fp8Scaling;
 use halfscale::sim::{pool, relu, Backend, Batch, Recipe};
 use std::hint::black_box;
 
@@ -168,6 +173,13 @@ fn training_step(c: &mut Criterion) {
         ("fp32", Recipe::fp32(), 1.0f32),
         ("mixed_fp16", Recipe::mixed_fp16(), 65536.0),
         ("mixed_bf16", Recipe::mixed_bf16(), 1.0),
+        (
+            "fp8_delayed",
+            Recipe::fp8(Fp8Scaling::default()).unwrap(),
+            1.0,
+        ),
+        ("fp8_current", Recipe::fp8(Fp8Scaling::Current).unwrap(), 1.0),
+        ("mxfp8_floor", Recipe::mxfp8(ScaleMode::Floor), 1.0),
     ] {
         let mut backend = CpuBackend::new(precision, N);
         backend.load_params(&Params::init(3)).unwrap();
@@ -196,9 +208,52 @@ fn training_step(c: &mut Criterion) {
     group.finish();
 }
 
+fn fp8_quantization(c: &mut Criterion) {
+    // conv2's im2col matrix of one group of 4 images: 800 taps x 256 positions.
+    let (rows, cols) = (CONV2.col_rows(), 4 * CONV2.out_plane());
+    let src: Vec<f32> = data(rows * cols, 41).into_iter().map(|v| v * 3.0).collect();
+    let mut buf = src.clone();
+    let mut group = c.benchmark_group("fp8_quantize_conv2_col");
+    group.throughput(Throughput::Elements((rows * cols) as u64));
+    group.bench_function("per_tensor_e4m3", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&src);
+            let amax = quantize::amax(&buf);
+            black_box(quantize::quantize_tensor(
+                &mut buf,
+                Fp8Element::E4M3,
+                448.0 / amax,
+                amax / 448.0,
+            ))
+        })
+    });
+    for (name, axis) in [("mx_e4m3_rows", Axis::Rows), ("mx_e4m3_cols", Axis::Cols)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&src);
+                black_box(quantize::quantize_mx(
+                    &mut buf,
+                    rows,
+                    cols,
+                    axis,
+                    Fp8Element::E4M3,
+                    ScaleMode::Floor,
+                ))
+            })
+        });
+    }
+    group.bench_function("anchor_copy", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&src);
+            black_box(&buf);
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = layers, training_step
+    targets = layers, training_step, fp8_quantization
 }
 criterion_main!(benches);

@@ -23,10 +23,41 @@
 //! representable, so rounding them again would be the identity and is skipped; the gradient
 //! reaching fc1's output is fc2's `InputGrad` after relu's masking, so it is not rounded again.
 //!
-//! fp32, mixed fp16 and mixed bf16 round every site to one format (or none). A recipe that
-//! scales per tensor (FP8 with delayed scaling, Transformer Engine's `DelayedScaling`) keeps its
-//! per-site amax histories in its [`RecipeState`], which is part of a run's
-//! [`crate::state::TrainState`].
+//! fp32, mixed fp16 and mixed bf16 round every site to one format (or none).
+//!
+//! ## The FP8 recipes
+//!
+//! [`RecipeKind::Fp8`] and [`RecipeKind::Mxfp8`] quantize the twelve GEMM operands (the sites
+//! whose role [`Role::is_gemm_operand`]: each layer's `Input`, `Weight` and `OutputGrad`; the
+//! convolutions through their im2col GEMM) and round every other site to bf16, as
+//! `--precision bf16` does; accumulation stays f32, master weights and Adam f32. The GEMMs
+//! multiply the dequantized operands ([`crate::quantize`]).
+//!
+//! | tensor | format (HYBRID) | where its amax is measured | used by |
+//! | --- | --- | --- | --- |
+//! | `<layer>.input` | E4M3 | the layer's input over the whole batch (conv1: the images; conv2: pool+relu of conv1; fc1: the flattened features; fc2: relu of fc1), before im2col | forward GEMM, weight-gradient GEMM |
+//! | `<layer>.weight` | E4M3 | the f32 master weight, each step | forward GEMM, input-gradient GEMM |
+//! | `<layer>.output_grad` | E5M2 | the gradient arriving at the layer's output over the batch (after relu/pool backward) | weight-gradient GEMM, input-gradient GEMM |
+//!
+//! Bias gradients are summed from the unquantized output gradient (TE's fused
+//! `cast_transpose_dbias`), and the activations relu's backward reads stay unquantized.
+//!
+//! Per-tensor scaling ([`Fp8Scaling`]): `Delayed` is TE's `DelayedScaling` — each tensor is
+//! cast with the scale the last update left (1 at the first step, as TE initialises it), its
+//! amax goes into its history's current slot, and after each backward pass
+//! [`Recipe::end_step`] runs `amax_and_scale_update` on every tensor (the core's
+//! [`amax_and_scale_update`]): forward tensors get `448 * 2^-margin / amax`, gradients
+//! `57344 * 2^-margin / amax`, `amax` the window's max (or the most recent); a zero or
+//! non-finite amax keeps the scale. `Current` casts each tensor with the scale from its own
+//! amax in the same step (TE's `compute_scale_from_amax`); `None` casts with scale 1.
+//! Evaluation casts with the scales as they stand and records nothing. The histories and
+//! scales are the recipe's [`RecipeState`], part of a run's [`crate::state::TrainState`], so a
+//! resumed run continues them bit for bit.
+//!
+//! MXFP8 (TE's `MXFP8BlockScaling`): every operand in E4M3 with one E8M0 scale per 32 elements
+//! along the reduction dimension of the GEMM it enters (torchao's `to_mx`, scale mode FLOOR by
+//! default): an operand that enters two GEMMs along different dimensions is quantized twice
+//! (TE's rowwise and columnwise copies). MX keeps no state between steps.
 
 use crate::error::{Result, SimError};
 use crate::model::Layer;
@@ -588,7 +619,8 @@ impl Recipe {
 pub struct StateTensor(#[serde(with = "f32_bits")] pub Vec<f32>);
 
 /// A recipe's state between steps: which recipe, and its tensors by name (a site's name and
-/// what it holds, `"fc1.input.amax_history"`); none for fp32, mixed fp16 and mixed bf16.
+/// what it holds, `"fc1.input.amax_history"`, `"fc1.input.scale"`); none for fp32, mixed fp16,
+/// mixed bf16, FP8 without delayed scaling and MXFP8.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecipeState {
     pub recipe: RecipeKind,
