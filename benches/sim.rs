@@ -15,13 +15,13 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use halfscale::core::recipe::mx::ScaleMode;
 use halfscale::core::scaler::inv_scale;
 use halfscale::sim::adam::AdamConfig;
 use halfscale::sim::conv2d::Conv2d;
 use halfscale::sim::cpu::CpuBackend;
 use halfscale::sim::linear::Linear;
 use halfscale::sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2};
-use halfscale::core::recipe::mx::ScaleMode;
 use halfscale::sim::quantize::{self, Axis, Fp8Element};
 use halfscale::sim::recipe::Fp8Scaling;
 use halfscale::sim::{pool, relu, Backend, Batch, Recipe};
@@ -178,7 +178,11 @@ fn training_step(c: &mut Criterion) {
             Recipe::fp8(Fp8Scaling::default()).unwrap(),
             1.0,
         ),
-        ("fp8_current", Recipe::fp8(Fp8Scaling::Current).unwrap(), 1.0),
+        (
+            "fp8_current",
+            Recipe::fp8(Fp8Scaling::Current).unwrap(),
+            1.0,
+        ),
         ("mxfp8_floor", Recipe::mxfp8(ScaleMode::Floor), 1.0),
     ] {
         let mut backend = CpuBackend::new(precision, N);

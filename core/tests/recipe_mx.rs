@@ -1,6 +1,7 @@
 //! The fast MX paths against the reference ones: `fast::f32_to_minifloat_clamped` against the
 //! generic `convert::from_f32` (saturating, nearest even) over every rounding class of every f32
-//! exponent, and `mx::quantize` against `mx::quantize_block` on random blocks of every kind.
+//! exponent, `fast::minifloat_clamped_to_f32` against `convert::to_f32` on every finite code, and
+//! `mx::quantize` against `mx::quantize_block` on random blocks of every kind.
 
 use halfscale_core::e8m0::E8M0;
 use halfscale_core::minifloat::{E2M1, E2M3, E3M2, E4M3, E5M2};
@@ -33,6 +34,36 @@ fn check_format<F: Format, const EBITS: u32, const MBITS: u32>() {
         checked += 1;
     }
     assert!(checked > 100_000, "{checked}");
+}
+
+fn check_decode<F: Format, const EBITS: u32, const MBITS: u32>() {
+    let mut env = FpEnv::new(RoundingMode::NearestEven);
+    let width = 1 + EBITS + MBITS;
+    let mut finite = 0;
+    for code in 0..(1u32 << width) {
+        let generic = convert::to_f32(F::from_bits(code.into()), &mut env);
+        if !generic.is_finite() {
+            continue;
+        }
+        let fast = fast::minifloat_clamped_to_f32::<EBITS, MBITS>(code as u8);
+        assert_eq!(
+            fast.to_bits(),
+            generic.to_bits(),
+            "{} code {code:#04X}",
+            F::NAME
+        );
+        finite += 1;
+    }
+    assert!(finite >= (1 << width) - 8, "{} {finite}", F::NAME);
+}
+
+#[test]
+fn the_fast_decoding_of_finite_codes_is_the_generic_one() {
+    check_decode::<E4M3, 4, 3>();
+    check_decode::<E5M2, 5, 2>();
+    check_decode::<E3M2, 3, 2>();
+    check_decode::<E2M3, 2, 3>();
+    check_decode::<E2M1, 2, 1>();
 }
 
 #[test]

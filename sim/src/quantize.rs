@@ -7,8 +7,9 @@
 //!   with `__nv_cvt_float_to_fp8(.., __NV_SATFINITE, ..)` (`cuda_fp8.hpp`: round to nearest even,
 //!   magnitudes beyond the format's largest finite value, infinities included, saturate to it,
 //!   NaN stays NaN), read back as `value * scale_inv` (TE's dequantize kernel). The product and
-//!   the read-back are f32 operations; the code itself comes from the core's
-//!   [`f32_to_minifloat_clamped`], proven against the generic conversion.
+//!   the read-back are f32 operations; the code and its value come from the core's
+//!   [`f32_to_minifloat_clamped`] and [`minifloat_clamped_to_f32`], proven against the generic
+//!   conversions (branch-free, so the loop vectorises).
 //! - MX blocks ([`quantize_mx`]): the core's [`mx::quantize`] (torchao 0.18 `to_mx`, one E8M0
 //!   scale per 32 elements along the GEMM's reduction axis), read back as `value * 2^e`, exact.
 //!   A reduction length that is not a multiple of 32 (conv1's 25 taps, fc2's 10 outputs) ends in
@@ -18,11 +19,10 @@
 //! subnormal, NaN; the recipe keeps the counts per tensor for the metrics.
 
 use halfscale_core::e8m0::E8M0;
-use halfscale_core::fast::f32_to_minifloat_clamped;
+use halfscale_core::fast::{f32_to_minifloat_clamped, minifloat_clamped_to_f32};
 use halfscale_core::recipe::mx::{self, Element, ScaleMode, BLOCK_SIZE};
 use halfscale_core::recipe::torch_log2::exp2_integer;
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 /// The 8-bit element formats of the FP8 recipes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -63,35 +63,6 @@ impl Fp8Element {
             Fp8Element::E5M2 => "e5m2",
         }
     }
-
-    /// The code of `y` with saturation to `+-max` (NaN: the format's NaN code).
-    #[inline]
-    fn encode_saturating(self, y: f32) -> u8 {
-        if y.is_nan() {
-            return 0x7F | ((y.to_bits() >> 24) as u8 & 0x80);
-        }
-        let m = self.max();
-        let y = y.clamp(-m, m);
-        match self {
-            Fp8Element::E4M3 => f32_to_minifloat_clamped::<4, 3>(y),
-            Fp8Element::E5M2 => f32_to_minifloat_clamped::<5, 2>(y),
-        }
-    }
-
-    /// The f32 value of every code, from the core's decoding (exact).
-    fn table(self) -> &'static [f32; 256] {
-        static TABLES: OnceLock<[[f32; 256]; 2]> = OnceLock::new();
-        let tables = TABLES.get_or_init(|| {
-            let mut t = [[0.0; 256]; 2];
-            for (i, e) in [Element::E4M3, Element::E5M2].into_iter().enumerate() {
-                for code in 0..=255u8 {
-                    t[i][usize::from(code)] = e.decode(code);
-                }
-            }
-            t
-        });
-        &tables[self as usize]
-    }
 }
 
 /// What a cast did to a tensor's elements.
@@ -125,13 +96,15 @@ impl QuantStats {
         self.saturated + self.flushed_to_zero
     }
 
-    #[inline]
-    fn count(&mut self, elem: Fp8Element, x: f32, y: f32, q: f32) {
+    /// Counts one element: `x` before the cast, `y` the scaled value the cast rounded, `q`
+    /// the element's value in the format (before the read-back factor). Branch-free.
+    #[inline(always)]
+    fn count(&mut self, max: f32, min_normal: f32, x: f32, y: f32, q: f32) {
         self.total += 1;
         self.nan += u64::from(y.is_nan());
-        self.saturated += u64::from(y.abs() > elem.max());
+        self.saturated += u64::from(y.abs() > max);
         self.flushed_to_zero += u64::from(x != 0.0 && q == 0.0);
-        self.subnormal += u64::from(q != 0.0 && q.abs() < elem.min_normal());
+        self.subnormal += u64::from(q != 0.0 && q.abs() < min_normal);
     }
 }
 
@@ -143,22 +116,38 @@ pub fn amax(values: &[f32]) -> f32 {
         .fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m })
 }
 
-/// Per-tensor fake quantization in place: `x <- code(x * scale) * scale_inv` (see the module
-/// doc). Returns what the cast did.
+/// Per-tensor fake quantization in place: `x <- value(code(x * scale)) * scale_inv` (see the
+/// module doc; a NaN stays NaN). Returns what the cast did.
 pub fn quantize_tensor(
     values: &mut [f32],
     elem: Fp8Element,
     scale: f32,
     scale_inv: f32,
 ) -> QuantStats {
-    let table = elem.table();
+    match elem {
+        Fp8Element::E4M3 => quantize_tensor_as::<4, 3>(values, elem, scale, scale_inv),
+        Fp8Element::E5M2 => quantize_tensor_as::<5, 2>(values, elem, scale, scale_inv),
+    }
+}
+
+/// [`quantize_tensor`] for the format with `EBITS` exponent and `MBITS` fraction bits: the
+/// core's branch-free rounding and decoding, so the loop vectorises.
+fn quantize_tensor_as<const EBITS: u32, const MBITS: u32>(
+    values: &mut [f32],
+    elem: Fp8Element,
+    scale: f32,
+    scale_inv: f32,
+) -> QuantStats {
+    let (max, min_normal) = (elem.max(), elem.min_normal());
     let mut stats = QuantStats::default();
     for v in values.iter_mut() {
         let x = *v;
         let y = x * scale;
-        let code = elem.encode_saturating(y);
-        let q = table[usize::from(code)];
-        stats.count(elem, x, y, q);
+        let code = f32_to_minifloat_clamped::<EBITS, MBITS>(y.clamp(-max, max));
+        let q = minifloat_clamped_to_f32::<EBITS, MBITS>(code);
+        // The rounding's contract excludes NaN: the cast keeps a NaN a NaN.
+        let q = if y.is_nan() { y } else { q };
+        stats.count(max, min_normal, x, y, q);
         *v = q * scale_inv;
     }
     stats
@@ -263,7 +252,22 @@ fn cast_band(
     codes.resize(buf.len(), 0);
     mx::quantize(buf, elem.element(), mode, scales, codes)
         .expect("whole blocks and matching lengths by construction");
-    let table = elem.table();
+    match elem {
+        Fp8Element::E4M3 => read_back::<4, 3>(buf, scales, codes, elem, stats),
+        Fp8Element::E5M2 => read_back::<5, 2>(buf, scales, codes, elem, stats),
+    }
+}
+
+/// Replaces each element of the cast blocks by its code's value times `2^e` (the core's exact
+/// decoding; a NaN scale, from a NaN in the block, reads back as NaN), counting into `stats`.
+fn read_back<const EBITS: u32, const MBITS: u32>(
+    buf: &mut [f32],
+    scales: &[E8M0],
+    codes: &[u8],
+    elem: Fp8Element,
+    stats: &mut QuantStats,
+) {
+    let (max, min_normal) = (elem.max(), elem.min_normal());
     for ((block, &scale), codes) in buf
         .chunks_exact_mut(BLOCK_SIZE)
         .zip(scales.iter())
@@ -274,8 +278,8 @@ fn cast_band(
             None => (f32::NAN, f32::NAN),
         };
         for (x, &code) in block.iter_mut().zip(codes) {
-            let q = table[usize::from(code)];
-            stats.count(elem, *x, *x * inv, q);
+            let q = minifloat_clamped_to_f32::<EBITS, MBITS>(code);
+            stats.count(max, min_normal, *x, *x * inv, q);
             *x = q * factor;
         }
     }
