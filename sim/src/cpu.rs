@@ -244,7 +244,11 @@ impl ChunkBuffers {
         CONV2.backward_params(n, dy_w, &self.col2, &mut self.dw2, &mut self.db2, false);
         CONV2.backward_input(n, dy_d, wd.conv2_w, &mut self.dcol2, &mut self.dp1);
         if matches!(cast, Cast::Quantize(_)) {
-            bias_grad_from(&self.da2, CONV2.out_channels, &mut self.db2);
+            bias_grad_from(
+                &self.da2[..CONV2.output_len(n)],
+                CONV2.out_channels,
+                &mut self.db2,
+            );
         }
         r.round(
             Site::new(Layer::Conv2, Role::InputGrad),
@@ -278,27 +282,12 @@ impl ChunkBuffers {
         let dy = if quantized { &self.da1q } else { &self.da1 };
         CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false);
         if quantized {
-            bias_grad_from(&self.da1, CONV1.out_channels, &mut self.db1);
+            bias_grad_from(
+                &self.da1[..CONV1.output_len(n)],
+                CONV1.out_channels,
+                &mut self.db1,
+            );
         }
-    }
-
-    /// Forward of the trunk on `images` (`n <= CHUNK` images) under a recipe that quantizes
-    /// nothing per tensor (every stage in a row), writing the flattened features into `flat`.
-    pub fn forward(&mut self, r: &Recipe, w: &ParamViews<'_>, images: &[f32], flat: &mut [f32]) {
-        self.load_images(r, images);
-        self.im2col1(r);
-        self.forward_conv1(r, w);
-        self.im2col2(r);
-        self.forward_conv2(r, w, flat);
-    }
-
-    /// Backward of the trunk from the gradient of the flattened features (`[n][1024]`) under a
-    /// recipe that quantizes nothing per tensor, leaving the group's conv weight and bias
-    /// gradients in its partial buffers.
-    pub fn backward(&mut self, r: &Recipe, w: &ParamViews<'_>, dflat: &[f32]) {
-        self.backward_to_conv2(r, dflat);
-        self.backward_conv2(r, w);
-        self.backward_conv1(r);
     }
 }
 
@@ -781,7 +770,7 @@ impl CpuBackend {
         );
         let fc2_dy = Site::new(Layer::Fc2, Role::OutputGrad);
         self.recipe.round(fc2_dy, &mut self.dlogits[..n * CLASSES]);
-        self.quantize_output_grad(fc2_dy, true);
+        self.quantize_output_grad(fc2_dy);
         let r = &self.recipe;
         let wd = if r.kind() == RecipeKind::Mxfp8 {
             self.cast_d.views()
@@ -813,7 +802,7 @@ impl CpuBackend {
         r.round(Site::new(Layer::Fc2, Role::InputGrad), dh1);
         relu::backward(&self.h1[..n * FC1.out_features], dh1);
         let fc1_dy = Site::new(Layer::Fc1, Role::OutputGrad);
-        self.quantize_output_grad(fc1_dy, true);
+        self.quantize_output_grad(fc1_dy);
         let r = &self.recipe;
         let wd = if r.kind() == RecipeKind::Mxfp8 {
             self.cast_d.views()
@@ -907,7 +896,7 @@ impl CpuBackend {
     /// GEMM copies as the recipe says: per tensor one copy for both backward GEMMs; MX a
     /// weight-gradient copy (blocks along the batch, recorded) and an input-gradient copy
     /// (blocks along the outputs).
-    fn quantize_output_grad(&mut self, site: Site, training: bool) {
+    fn quantize_output_grad(&mut self, site: Site) {
         let Cast::Quantize(q) = self.recipe.cast(site) else {
             return;
         };
@@ -935,7 +924,7 @@ impl CpuBackend {
         quantize_parts(
             &mut self.recipe,
             site,
-            training,
+            true,
             &mut [&mut copy_w[..]],
             Axis::Cols,
             |c| (&mut **c, width),
