@@ -542,7 +542,8 @@ impl CpuBackend {
             let cols = layer_reduction(layer);
             let at = layer.range().start;
             let weight = &mut self.cast.data[at..at + w];
-            // Rows of the weight are output channels; the forward reduces along them.
+            // Each row of a weight is one output channel's filter, along which the forward
+            // GEMM reduces: blocks along the rows.
             quantize_parts(
                 &mut self.recipe,
                 site,
