@@ -6,17 +6,17 @@ use crate::driver::{Arg, DBuf, Gpu, NULL};
 use crate::error::{GpuError, Result};
 use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
-use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{
-    check_state_len, Backend, Batch, EvalStats, QueuedOutcome, QueuedSteps,
-};
+use halfscale_sim::adam::AdamConfig;
+use halfscale_sim::backend::{Backend, Batch, EvalStats, QueuedOutcome, QueuedSteps};
 use halfscale_sim::conv2d::{Conv2d, WEIGHT_GRAD_GROUP};
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
+use halfscale_sim::error::DeviceError;
 use halfscale_sim::model::{
     Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT, POOL1_SIDE, POOL2_SIDE,
 };
 use halfscale_sim::recipe::{LowFormat, Recipe};
+use halfscale_sim::state_dict::{Placed, SimpleCnnAdam, Slot, StateDict};
 
 /// Per image and channel: conv1's output, its pooled output, conv2's output, its pooled output.
 const A1: usize = CONV1.out_plane();
@@ -706,6 +706,23 @@ impl GpuBackend {
     pub fn synchronize(&self) -> Result<()> {
         self.gpu.synchronize()
     }
+
+    /// Device-scaled steps launched or read back but not yet handed out by a drain.
+    fn undrained(&self) -> usize {
+        self.records_used + self.drained.len()
+    }
+
+    /// The queued-step contract of [`Backend::export_state`] and [`Backend::import_state`].
+    fn refuse_undrained(&self) -> halfscale_sim::Result<()> {
+        match self.undrained() {
+            0 => Ok(()),
+            pending => Err(DeviceError::Undrained {
+                backend: self.describe(),
+                pending,
+            }
+            .into()),
+        }
+    }
 }
 
 /// binary16 bits to f32, exact.
@@ -722,33 +739,48 @@ impl Backend for GpuBackend {
         &self.recipe
     }
 
-    fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
-        check_state_len("parameters", params.data.len())?;
-        self.params.write(&params.data)?;
-        Ok(self.cast_params()?)
+    /// Waits for the launched steps and copies the weights, the moments and Adam's step count
+    /// out; refused while device-scaled steps are not drained (their records belong to the
+    /// host's scaler first).
+    fn export_state(&self) -> halfscale_sim::Result<StateDict> {
+        self.refuse_undrained()?;
+        let mut params = vec![0f32; PARAM_COUNT];
+        let mut exp_avg = vec![0f32; PARAM_COUNT];
+        let mut exp_avg_sq = vec![0f32; PARAM_COUNT];
+        self.params.read(&mut params)?;
+        self.exp_avg.read(&mut exp_avg)?;
+        self.exp_avg_sq.read(&mut exp_avg_sq)?;
+        let step = self.adam_step.to_vec(1)?[0];
+        Ok(SimpleCnnAdam::export(&params, &exp_avg, &exp_avg_sq, step))
     }
 
-    fn read_params(&self, out: &mut Params) -> halfscale_sim::Result<()> {
-        out.data.resize(PARAM_COUNT, 0.0);
-        Ok(self.params.read(&mut out.data)?)
-    }
-
-    fn load_optimizer(&mut self, state: &AdamState) -> halfscale_sim::Result<()> {
-        check_state_len("Adam exp_avg", state.exp_avg.len())?;
-        check_state_len("Adam exp_avg_sq", state.exp_avg_sq.len())?;
-        self.exp_avg.write(&state.exp_avg)?;
-        self.exp_avg_sq.write(&state.exp_avg_sq)?;
-        self.adam_step.write(&[state.step])?;
-        self.step_bound = state.step;
-        Ok(())
-    }
-
-    fn read_optimizer(&self, out: &mut AdamState) -> halfscale_sim::Result<()> {
-        out.exp_avg.resize(PARAM_COUNT, 0.0);
-        out.exp_avg_sq.resize(PARAM_COUNT, 0.0);
-        self.exp_avg.read(&mut out.exp_avg)?;
-        self.exp_avg_sq.read(&mut out.exp_avg_sq)?;
-        out.step = self.adam_step.to_vec(1)?[0];
+    /// Writes each named tensor into its range of the device buffers (all checked first), and
+    /// re-casts the f16 copy of the weights when weights changed.
+    fn import_state(&mut self, state: &StateDict) -> halfscale_sim::Result<()> {
+        self.refuse_undrained()?;
+        let mut weights = false;
+        for placed in SimpleCnnAdam::check(state)? {
+            match placed {
+                Placed::Flat(slot, range, values) => {
+                    let buf = match slot {
+                        Slot::Weights => {
+                            weights = true;
+                            &mut self.params
+                        }
+                        Slot::ExpAvg => &mut self.exp_avg,
+                        Slot::ExpAvgSq => &mut self.exp_avg_sq,
+                    };
+                    buf.write_at(range.start, values)?;
+                }
+                Placed::AdamStep(step) => {
+                    self.adam_step.write(&[step])?;
+                    self.step_bound = step;
+                }
+            }
+        }
+        if weights {
+            self.cast_params()?;
+        }
         Ok(())
     }
 

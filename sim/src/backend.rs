@@ -2,7 +2,10 @@
 //! [`crate::train`] and the cross-check in [`crate::crosscheck`] work unchanged on any device.
 //!
 //! A backend owns the model's master weights (f32), their gradients and the Adam state, wherever
-//! it keeps them; the host sees them only through `load_*`/`read_*` copies. One training step is:
+//! it keeps them; the host sees them only as copies of named tensors
+//! ([`Backend::export_state`], [`Backend::import_state`]: a [`StateDict`] under PyTorch's
+//! `state_dict` names, see [`crate::state_dict`]), so the trait knows no model or optimizer
+//! type. One training step is:
 //!
 //! 1. [`Backend::forward_backward`]: forward on the batch, the loss multiplied by the loss scale,
 //!    backward: f32 gradients of the master weights (scaled) left in the backend;
@@ -22,14 +25,22 @@
 //! `LossScaler` and fails if the backend's scale disagrees. A backend without the extension
 //! (the default) runs every step through the four calls above.
 //!
+//! Queued steps and the state: a backend with queued steps refuses
+//! [`Backend::export_state`] and [`Backend::import_state`] while outcomes are not drained
+//! ([`crate::error::DeviceError::Undrained`]) rather than draining them itself: the outcomes
+//! belong to the host's scaler, and a state read past them would pair the weights of step
+//! `n + k` with the scaler of step `n`. [`crate::train::Trainer::sync`] and
+//! [`crate::train::Trainer::load`] drain first.
+//!
 //! The CPU backends ([`crate::cpu::CpuBackend`] in fp32 and emulated mixed precision) implement
 //! it here; a CUDA backend implements the same trait, queued steps included.
 
-use crate::adam::{AdamConfig, AdamState};
+use crate::adam::AdamConfig;
 use crate::dataset::Split;
-use crate::error::{Result, SimError};
-use crate::model::{Params, PARAM_COUNT};
+use crate::error::Result;
+use crate::model::Params;
 use crate::recipe::Recipe;
+use crate::state_dict::StateDict;
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
@@ -77,35 +88,23 @@ pub struct QueuedOutcome {
     pub next_scale: f32,
 }
 
-/// Checks that model or optimizer state handed to a backend has the model's length.
-pub fn check_state_len(what: &'static str, found: usize) -> Result<()> {
-    if found == PARAM_COUNT {
-        Ok(())
-    } else {
-        Err(SimError::StateMismatch {
-            what,
-            expected: PARAM_COUNT,
-            found,
-        })
-    }
-}
-
 /// The operations of a training step on some device.
 pub trait Backend {
     /// Human-readable description ("cpu, mixed fp16, 2 threads").
     fn describe(&self) -> String;
     /// The recipe this backend emulates or runs: what it does at each rounding site.
     fn recipe(&self) -> &Recipe;
-    /// Replaces the master weights; parameters of another length than the model's are a
-    /// [`SimError::StateMismatch`].
-    fn load_params(&mut self, params: &Params) -> Result<()>;
-    /// Copies the master weights out (`out` is resized to the model's length).
-    fn read_params(&self, out: &mut Params) -> Result<()>;
-    /// Replaces the optimizer state; moments of another length than the model's are a
-    /// [`SimError::StateMismatch`].
-    fn load_optimizer(&mut self, state: &AdamState) -> Result<()>;
-    /// Copies the optimizer state out.
-    fn read_optimizer(&self, out: &mut AdamState) -> Result<()>;
+    /// Copies every tensor the backend keeps across steps out, by name: the master weights,
+    /// the optimizer's moments and step (see [`crate::state_dict`]). Refused while queued
+    /// steps are not drained (see the module doc).
+    fn export_state(&self) -> Result<StateDict>;
+    /// Replaces the tensors `state` names and leaves the others as they are (as PyTorch's
+    /// `load_state_dict(strict=False)`; the cross-check's reference takes the weights alone).
+    /// A name the backend does not hold is a [`crate::SimError::UnknownTensor`], another length
+    /// a [`crate::SimError::TensorLength`], another element type a
+    /// [`crate::SimError::TensorType`]; all are checked before anything changes. Refused while
+    /// queued steps are not drained.
+    fn import_state(&mut self, state: &StateDict) -> Result<()>;
     /// Forward and backward of one batch with the loss multiplied by `loss_scale` before the
     /// backward pass (as `scaler.scale(loss).backward()`). Returns the unscaled mean loss.
     fn forward_backward(&mut self, batch: Batch<'_>, loss_scale: f32) -> Result<f32>;

@@ -38,6 +38,7 @@ use crate::error::Result;
 use crate::loss;
 use crate::model::{Layer, Params};
 use crate::recipe::{Cast, LowFormat, Recipe, RecipeKind, Role, Site};
+use crate::state_dict::OPTIMIZER;
 use halfscale_core::fate::{census, Census};
 use halfscale_core::half::{bf16, f16};
 use rayon::prelude::*;
@@ -322,7 +323,6 @@ pub struct CrossCheck {
     reference: Box<dyn Backend>,
     recipe: Recipe,
     bounds: Bounds,
-    params: Params,
     ref_grads: Params,
     grads: Params,
     logits: Vec<f32>,
@@ -339,7 +339,6 @@ impl CrossCheck {
             reference,
             recipe: checked.clone(),
             bounds: Bounds::for_recipe(checked),
-            params: Params::zeros(),
             ref_grads: Params::zeros(),
             grads: Params::zeros(),
             logits: Vec::new(),
@@ -365,8 +364,10 @@ impl CrossCheck {
         scale: f32,
         inv_scale: f32,
     ) -> Result<Comparison> {
-        checked.read_params(&mut self.params)?;
-        self.reference.load_params(&self.params)?;
+        // The checked backend's weights (its optimizer state is no business of the reference).
+        let mut weights = checked.export_state()?;
+        weights.retain(|name| !name.starts_with(OPTIMIZER));
+        self.reference.import_state(&weights)?;
         let loss_ref = self.reference.forward_backward(batch, 1.0)?;
         self.reference.read_grads(&mut self.ref_grads)?;
         self.reference.read_logits(&mut self.ref_logits)?;

@@ -30,6 +30,7 @@ use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Layer, Params};
 use crate::state::{DataCursor, TrainState};
+use crate::state_dict::StateDict;
 use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
 use std::time::Instant;
 
@@ -543,8 +544,8 @@ impl<'a> Trainer<'a> {
         // The recipe's state must be the backend's recipe's (its tensors, when a recipe has
         // some, travel with the backend's state).
         self.backend.recipe().clone().load_state(&state.recipe)?;
-        self.backend.load_params(&state.params)?;
-        self.backend.load_optimizer(&state.adam)?;
+        self.backend
+            .import_state(&StateDict::from_training(&state.params, &state.adam)?)?;
         self.scaler = scaler;
         self.order_epoch = None;
         if let Some(q) = self.queue.as_mut() {
@@ -708,7 +709,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Completes `state`: accounts for queued steps (their scaler updates included) and copies
-    /// the weights and the Adam state back from the backend. After it the state holds everything
+    /// the weights and the Adam state back from the backend (drained first: a backend with
+    /// queued steps refuses to export past undrained outcomes). After it the state holds everything
     /// the run needs to continue. A state this trainer does not hold (never stepped here, or
     /// replaced since) is complete already and left as it is.
     pub fn sync(&mut self, state: &mut TrainState) -> Result<()> {
@@ -718,8 +720,9 @@ impl<'a> Trainer<'a> {
         self.drain()?;
         state.scaler = self.scaler.state();
         state.recipe = self.backend.recipe().state();
-        self.backend.read_params(&mut state.params)?;
-        self.backend.read_optimizer(&mut state.adam)?;
+        let tensors = self.backend.export_state()?;
+        tensors.copy_params_into(&mut state.params)?;
+        tensors.copy_adam_into(&mut state.adam)?;
         Ok(())
     }
 

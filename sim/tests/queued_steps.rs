@@ -12,9 +12,10 @@ use halfscale_sim::backend::{EvalStats, QueuedOutcome, QueuedSteps};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Split;
+use halfscale_sim::error::DeviceError;
 use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::train::{self, Summary, TrainConfig};
-use halfscale_sim::{Backend, Batch, Recipe, SimError};
+use halfscale_sim::{Backend, Batch, Recipe, SimError, StateDict};
 
 const BATCH: usize = 64;
 const EPOCHS: usize = 3;
@@ -58,6 +59,21 @@ impl Queuing {
     }
 }
 
+impl Queuing {
+    /// The extension's contract: no state read or replaced past undrained outcomes.
+    fn refuse_undrained(&self) -> halfscale_sim::Result<()> {
+        if self.outcomes.is_empty() {
+            Ok(())
+        } else {
+            Err(DeviceError::Undrained {
+                backend: self.describe(),
+                pending: self.outcomes.len(),
+            }
+            .into())
+        }
+    }
+}
+
 impl Backend for Queuing {
     fn describe(&self) -> String {
         "queuing test backend".into()
@@ -65,17 +81,13 @@ impl Backend for Queuing {
     fn recipe(&self) -> &Recipe {
         self.inner.recipe()
     }
-    fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
-        self.inner.load_params(params)
+    fn export_state(&self) -> halfscale_sim::Result<StateDict> {
+        self.refuse_undrained()?;
+        self.inner.export_state()
     }
-    fn read_params(&self, out: &mut Params) -> halfscale_sim::Result<()> {
-        self.inner.read_params(out)
-    }
-    fn load_optimizer(&mut self, state: &AdamState) -> halfscale_sim::Result<()> {
-        self.inner.load_optimizer(state)
-    }
-    fn read_optimizer(&self, out: &mut AdamState) -> halfscale_sim::Result<()> {
-        self.inner.read_optimizer(out)
+    fn import_state(&mut self, state: &StateDict) -> halfscale_sim::Result<()> {
+        self.refuse_undrained()?;
+        self.inner.import_state(state)
     }
     fn forward_backward(
         &mut self,
@@ -216,7 +228,7 @@ fn run(
         &mut seen,
     )?;
     let mut adam = AdamState::new(PARAM_COUNT);
-    backend.read_optimizer(&mut adam)?;
+    backend.export_state()?.copy_adam_into(&mut adam)?;
     Ok(Run {
         summary,
         seen,
@@ -399,4 +411,30 @@ fn a_queued_run_split_and_resumed_from_json_takes_the_uninterrupted_steps() {
     )
     .unwrap();
     assert_eq!(bits(&whole.params.data), bits(&direct.summary.params.data));
+}
+
+#[test]
+fn the_state_is_not_read_or_replaced_past_undrained_queued_steps() {
+    use halfscale_sim::error::DeviceError;
+    let data = data();
+    let mut queuing = Queuing::new(None);
+    let q = queuing.queued_steps().unwrap();
+    assert!(q.start(&data.train, &ScalerConfig::pytorch()).unwrap());
+    q.load_scale(65536.0, 0).unwrap();
+    q.set_order(&(0..data.train.len() as u32).collect::<Vec<_>>())
+        .unwrap();
+    q.queue_step(0, BATCH, &AdamConfig::default()).unwrap();
+    let err = queuing.export_state().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimError::Device(DeviceError::Undrained { pending: 1, .. })
+        ),
+        "{err}"
+    );
+    let state = StateDict::from_params(&Params::init(1)).unwrap();
+    assert!(queuing.import_state(&state).is_err());
+    assert_eq!(queuing.queued_steps().unwrap().drain().unwrap().len(), 1);
+    queuing.export_state().unwrap();
+    queuing.import_state(&state).unwrap();
 }

@@ -7,7 +7,7 @@ use super::train::PrecisionArg;
 use halfscale_sim::backend::Backend;
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::dataset::Dataset;
-use halfscale_sim::{train, weights, SimError};
+use halfscale_sim::{train, weights, SimError, StateDict};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,8 +37,8 @@ fn execute(args: &Args) -> Result<String, String> {
     let dir = super::data::locate(args.data.as_deref())?;
     let data = Dataset::load(&dir).map_err(|e| e.to_string())?;
     let mut backend = CpuBackend::new(args.precision.recipe(), args.batch_size);
-    backend
-        .load_params(&params)
+    StateDict::from_params(&params)
+        .and_then(|weights| backend.import_state(&weights))
         .map_err(|e: SimError| e.to_string())?;
     let test =
         train::evaluate(&mut backend, &data.test, args.batch_size).map_err(|e| e.to_string())?;
