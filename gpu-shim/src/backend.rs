@@ -4,10 +4,10 @@
 
 use crate::driver::{Arg, DBuf, Gpu, NULL};
 use crate::error::{GpuError, Result};
-use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
+use crate::types::{DeviceInfo, DeviceScaler};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
 use halfscale_sim::adam::AdamConfig;
-use halfscale_sim::backend::{Backend, Batch, EvalStats, QueuedOutcome, QueuedSteps};
+use halfscale_sim::backend::{Backend, Batch, EvalStats, QueuedSteps, StepOutcome};
 use halfscale_sim::conv2d::{Conv2d, WEIGHT_GRAD_GROUP};
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
@@ -88,7 +88,7 @@ pub struct GpuBackend {
     eval_correct: DBuf<u32>,
     records: DBuf<u32>,
     records_used: usize,
-    drained: Vec<StepRecord>,
+    drained: Vec<StepOutcome>,
     scaler: DeviceScaler,
     resident: Option<Resident>,
     order: Option<DBuf<u32>>,
@@ -158,7 +158,7 @@ impl GpuBackend {
             host_scale: gpu.alloc(1)?,
             eval_sum: gpu.alloc(1)?,
             eval_correct: gpu.alloc(1)?,
-            records: gpu.alloc(RECORDS * StepRecord::WORDS)?,
+            records: gpu.alloc(RECORDS * Self::RECORD_WORDS)?,
             records_used: 0,
             drained: Vec::new(),
             scaler: DeviceScaler::default(),
@@ -678,19 +678,49 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Words per step in the device's record ring (`step_finish` in `kernels/step.cu`).
+    pub const RECORD_WORDS: usize = 10;
+
+    /// Decodes the [`Self::RECORD_WORDS`] words `step_finish` writes for one step: loss, scale
+    /// (f32 bits), NaN and inf counts, skipped, the updated scale (f32 bits), the growth
+    /// tracker, Adam's step count (low 32 bits, not part of the outcome: the state's
+    /// `optimizer.step` carries it), and the flat indices of the first NaN and first inf
+    /// (`u32::MAX` for none). Public for the kernel tests, which launch `step_finish` alone.
+    pub fn decode_record(w: &[u32; Self::RECORD_WORDS]) -> StepOutcome {
+        let index = |v: u32| (v != u32::MAX).then_some(v as usize);
+        StepOutcome {
+            loss: f32::from_bits(w[0]),
+            scale: f32::from_bits(w[1]),
+            report: NonFiniteReport {
+                len: PARAM_COUNT,
+                nan: w[2] as usize,
+                inf: w[3] as usize,
+                first_nan: index(w[8]),
+                first_inf: index(w[9]),
+            },
+            skipped: w[4] != 0,
+            next_scale: f32::from_bits(w[5]),
+            growth_tracker: w[6],
+        }
+    }
+
     fn drain_to_host(&mut self) -> Result<()> {
-        let words = self.records.to_vec(self.records_used * StepRecord::WORDS)?;
+        let words = self
+            .records
+            .to_vec(self.records_used * Self::RECORD_WORDS)?;
         self.drained.extend(
             words
-                .chunks_exact(StepRecord::WORDS)
-                .map(StepRecord::from_words),
+                .as_chunks::<{ Self::RECORD_WORDS }>()
+                .0
+                .iter()
+                .map(Self::decode_record),
         );
         self.records_used = 0;
         Ok(())
     }
 
-    /// The records of the device-scaled steps since the last drain (waits for them).
-    pub fn drain_records(&mut self) -> Result<Vec<StepRecord>> {
+    /// The outcomes of the device-scaled steps since the last drain (waits for them).
+    pub fn drain_records(&mut self) -> Result<Vec<StepOutcome>> {
         self.drain_to_host()?;
         Ok(std::mem::take(&mut self.drained))
     }
@@ -900,24 +930,7 @@ impl QueuedSteps for GpuBackend {
         Ok(self.step_device_scaled(start, n, adam)?)
     }
 
-    fn drain(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
-        let index = |v: Option<u32>| v.map(|i| i as usize);
-        Ok(self
-            .drain_records()?
-            .into_iter()
-            .map(|r| QueuedOutcome {
-                loss: r.loss,
-                scale: r.scale,
-                report: NonFiniteReport {
-                    len: PARAM_COUNT,
-                    nan: r.nan as usize,
-                    inf: r.inf as usize,
-                    first_nan: index(r.first_nan),
-                    first_inf: index(r.first_inf),
-                },
-                skipped: r.skipped,
-                next_scale: r.next_scale,
-            })
-            .collect())
+    fn drain(&mut self) -> halfscale_sim::Result<Vec<StepOutcome>> {
+        Ok(self.drain_records()?)
     }
 }

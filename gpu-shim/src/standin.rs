@@ -3,11 +3,11 @@
 //! so every method body is unreachable by construction.
 
 use crate::error::{GpuError, Result};
-use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
+use crate::types::{DeviceInfo, DeviceScaler};
 use halfscale_core::scaler::NonFiniteReport;
 use halfscale_sim::adam::AdamConfig;
 use halfscale_sim::backend::{Backend, Batch, EvalStats};
-use halfscale_sim::{Params, Recipe, StateDict};
+use halfscale_sim::{Params, Recipe, StateDict, StepOutcome};
 
 /// Always [`GpuError::NotBuilt`] in this build.
 pub fn probe() -> Result<DeviceInfo> {
@@ -55,7 +55,7 @@ impl GpuBackend {
     ) -> Result<()> {
         match self.never {}
     }
-    pub fn drain_records(&mut self) -> Result<Vec<StepRecord>> {
+    pub fn drain_records(&mut self) -> Result<Vec<StepOutcome>> {
         match self.never {}
     }
     pub fn device_scale(&self) -> Result<(f32, u32)> {

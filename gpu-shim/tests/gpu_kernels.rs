@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use halfscale_core::scaler::{pytorch_update_scale, unscale_and_check};
 use halfscale_gpu::driver::{Arg, NULL};
+use halfscale_gpu::GpuBackend;
 use halfscale_sim::adam::{self, AdamConfig, AdamState};
 use halfscale_sim::conv2d::Conv2d;
 use halfscale_sim::linear::Linear;
@@ -503,7 +504,7 @@ fn step_finish_follows_amp_update_scale_and_counts_adam_steps() {
     let dtr = g.upload(&[0i32]).unwrap();
     let dstep = g.upload(&[5u64]).unwrap();
     let loss = g.upload(&[0.25f32]).unwrap();
-    let w = halfscale_gpu::StepRecord::WORDS;
+    let w = GpuBackend::RECORD_WORDS;
     let rec = g.upload(&vec![0u32; w * 16]).unwrap();
     let mut steps = 5u64;
     let pattern = [
@@ -557,11 +558,16 @@ fn step_finish_follows_amp_update_scale_and_counts_adam_steps() {
         );
     }
     let words = rec.to_vec(w * 16).unwrap();
-    let r = halfscale_gpu::StepRecord::from_words(&words[w * 3..w * 4]);
-    assert!(r.skipped && r.nan == 1 && r.loss == 0.25);
-    assert_eq!((r.first_nan, r.first_inf), (Some(7), None));
-    let clean = halfscale_gpu::StepRecord::from_words(&words[0..w]);
-    assert_eq!((clean.first_nan, clean.first_inf), (None, None));
+    let record =
+        |k: usize| GpuBackend::decode_record(words[w * k..w * (k + 1)].try_into().unwrap());
+    let r = record(3);
+    assert!(r.skipped && r.report.nan == 1 && r.loss == 0.25);
+    assert_eq!((r.report.first_nan, r.report.first_inf), (Some(7), None));
+    let clean = record(0);
+    assert_eq!(
+        (clean.report.first_nan, clean.report.first_inf),
+        (None, None)
+    );
 }
 
 #[test]

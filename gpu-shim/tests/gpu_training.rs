@@ -131,7 +131,7 @@ fn the_device_scaled_step_equals_the_trait_path_bit_for_bit() {
         assert_eq!(rec.scale.to_bits(), scale.to_bits(), "step {step}: scale");
         let report = b.unscale_and_check(inv_scale(f64::from(scale))).unwrap();
         assert_eq!(
-            (rec.nan as usize, rec.inf as usize),
+            (rec.report.nan, rec.report.inf),
             (report.nan, report.inf),
             "step {step}"
         );
@@ -222,25 +222,25 @@ fn the_training_loop_on_queued_steps_equals_the_loop_on_the_trait_calls() {
     let ((queued, qr), (direct, dr)) = (&runs[0], &runs[1]);
     assert_eq!(queued.checked_steps, 0);
     assert_eq!(direct.checked_steps, direct.steps);
-    assert!(qr.iter().any(|r| r.skipped) && qr.iter().any(|r| !r.skipped));
+    assert!(qr.iter().any(|r| r.outcome.skipped) && qr.iter().any(|r| !r.outcome.skipped));
     assert_eq!(qr.len(), dr.len());
     for (q, d) in qr.iter().zip(dr) {
         assert_eq!(
             (
-                q.loss.to_bits(),
-                q.scale,
-                q.skipped,
-                q.nan,
-                q.inf,
-                q.first_non_finite
+                q.outcome.loss.to_bits(),
+                q.outcome.scale,
+                q.outcome.skipped,
+                q.outcome.report.nan,
+                q.outcome.report.inf,
+                q.outcome.first_non_finite()
             ),
             (
-                d.loss.to_bits(),
-                d.scale,
-                d.skipped,
-                d.nan,
-                d.inf,
-                d.first_non_finite
+                d.outcome.loss.to_bits(),
+                d.outcome.scale,
+                d.outcome.skipped,
+                d.outcome.report.nan,
+                d.outcome.report.inf,
+                d.outcome.first_non_finite()
             ),
             "step {}",
             d.step

@@ -38,10 +38,10 @@
 use crate::adam::AdamConfig;
 use crate::dataset::Split;
 use crate::error::Result;
-use crate::model::Params;
+use crate::model::{Layer, Params};
 use crate::recipe::Recipe;
 use crate::state_dict::StateDict;
-use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
+use halfscale_core::scaler::{Found, NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
 #[derive(Clone, Copy, Debug)]
@@ -73,19 +73,43 @@ pub struct EvalStats {
     pub count: usize,
 }
 
-/// A whole step a backend ran on its own ([`QueuedSteps::queue_step`]), as it recorded it.
+/// What one GradScaler step did, however it ran: through the four calls on the host, or whole
+/// on a backend ([`QueuedSteps::drain`] returns these). The loop replays a queued step's
+/// outcome into the host's scaler, which must reach the same `next_scale` and `growth_tracker`
+/// bit for bit, and places every outcome in the run as a [`crate::train::StepRecord`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct QueuedOutcome {
+pub struct StepOutcome {
     /// Mean loss of the batch (unscaled).
     pub loss: f32,
-    /// The loss scale the backward pass used.
+    /// The loss scale the backward pass used (1 without scaling).
     pub scale: f32,
-    /// What the fused unscale and check found (before unscaling).
+    /// What the unscale and check found in the gradients (before unscaling).
     pub report: NonFiniteReport,
-    /// The optimizer step was skipped (a non-finite gradient).
+    /// The optimizer step was skipped (a non-finite gradient under an enabled scaler).
     pub skipped: bool,
-    /// The scale after the backend's update, which the host's scaler must reproduce.
+    /// The scale after the scaler's update.
     pub next_scale: f32,
+    /// The growth tracker after the scaler's update (clean steps since the last change).
+    pub growth_tracker: u32,
+}
+
+impl StepOutcome {
+    /// `"finite"`, `"inf"` or `"nan"`: what the gradient check found (NaN wins).
+    pub fn found(&self) -> &'static str {
+        match self.report.found() {
+            Found::Finite => "finite",
+            Found::Inf => "inf",
+            Found::Nan => "nan",
+        }
+    }
+
+    /// The layer holding the first NaN (else the first inf) of the gradients, when there is one.
+    pub fn first_non_finite(&self) -> Option<Layer> {
+        self.report
+            .first_nan
+            .or(self.report.first_inf)
+            .and_then(Layer::of_index)
+    }
 }
 
 /// The operations of a training step on some device.
@@ -146,5 +170,5 @@ pub trait QueuedSteps {
     /// the scale update. Reads nothing back.
     fn queue_step(&mut self, start: usize, n: usize, adam: &AdamConfig) -> Result<()>;
     /// Waits for the queued steps and returns their outcomes, in order, since the last drain.
-    fn drain(&mut self) -> Result<Vec<QueuedOutcome>>;
+    fn drain(&mut self) -> Result<Vec<StepOutcome>>;
 }

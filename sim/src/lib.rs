@@ -36,7 +36,7 @@ pub mod state_dict;
 pub mod train;
 pub mod weights;
 
-pub use backend::{Backend, Batch, EvalStats};
+pub use backend::{Backend, Batch, EvalStats, StepOutcome};
 pub use error::{Result, SimError};
 pub use model::{Layer, Params};
 pub use recipe::{LowFormat, Recipe, RecipeKind};

@@ -24,14 +24,14 @@
 //! and at an epoch's end, replaying each into the host's scaler.
 
 use crate::adam::AdamConfig;
-use crate::backend::{Backend, Batch, QueuedSteps};
+use crate::backend::{Backend, Batch, QueuedSteps, StepOutcome};
 use crate::crosscheck::{Bounds, CrossCheck, Verdict};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
 use crate::model::{Layer, Params};
 use crate::state::{DataCursor, TrainState};
 use crate::state_dict::StateDict;
-use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
+use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use std::time::Instant;
 
 /// Mixed into the seed for the shuffling stream, so the weights and the epoch order come from
@@ -70,28 +70,52 @@ impl Default for TrainConfig {
     }
 }
 
-/// One step, as written to the metrics file.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// One step placed in its run: where it stands, what it did ([`StepOutcome`], the same value
+/// whether the step ran through the four calls or queued) and, on cross-checked steps, the
+/// verdict. Written to the metrics file as one JSON object (see the `Serialize` impl).
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepRecord {
     /// Global step number from 0.
     pub step: u64,
     pub epoch: usize,
     pub batch: usize,
-    /// Mean loss of the batch (unscaled).
-    pub loss: f32,
-    /// The loss scale used for this step's backward (1 without scaling).
-    pub scale: f64,
-    pub skipped: bool,
-    /// `"finite"`, `"inf"` or `"nan"`: what the gradient check found.
-    pub found: &'static str,
-    pub nan: usize,
-    pub inf: usize,
-    /// The layer holding the first NaN (else the first inf) of the gradients, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_non_finite: Option<Layer>,
+    /// What the step did.
+    pub outcome: StepOutcome,
     /// Present on cross-checked steps.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<Verdict>,
+}
+
+/// The metrics line: `step`, `epoch`, `batch`, `loss`, `scale` (as the f64 it is exactly),
+/// `skipped`, `found` (`"finite"`, `"inf"`, `"nan"`), `nan`, `inf`, `first_non_finite` (the
+/// layer, when there is one) and `check` (checked steps), in that order. The outcome's
+/// `next_scale` and `growth_tracker` are the next line's `scale` and are not repeated.
+impl serde::Serialize for StepRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let o = &self.outcome;
+        let first_non_finite = o.first_non_finite();
+        let fields =
+            9 + usize::from(first_non_finite.is_some()) + usize::from(self.check.is_some());
+        let mut m = s.serialize_struct("StepRecord", fields)?;
+        m.serialize_field("step", &self.step)?;
+        m.serialize_field("epoch", &self.epoch)?;
+        m.serialize_field("batch", &self.batch)?;
+        m.serialize_field("loss", &o.loss)?;
+        m.serialize_field("scale", &f64::from(o.scale))?;
+        m.serialize_field("skipped", &o.skipped)?;
+        m.serialize_field("found", o.found())?;
+        m.serialize_field("nan", &o.report.nan)?;
+        m.serialize_field("inf", &o.report.inf)?;
+        match first_non_finite {
+            Some(layer) => m.serialize_field("first_non_finite", &layer)?,
+            None => m.skip_field("first_non_finite")?,
+        }
+        match &self.check {
+            Some(check) => m.serialize_field("check", check)?,
+            None => m.skip_field("check")?,
+        }
+        m.end()
+    }
 }
 
 /// Receives what the loop reports. All methods default to doing nothing.
@@ -234,11 +258,7 @@ struct StepAt {
 /// One finished step, however it ran, as the loop accounts for it.
 struct DoneStep {
     at: StepAt,
-    loss: f32,
-    /// The scale the backward pass used.
-    scale: f32,
-    report: NonFiniteReport,
-    skipped: bool,
+    outcome: StepOutcome,
     /// The cross-check's verdict.
     check: Option<Verdict>,
 }
@@ -258,8 +278,9 @@ impl Ledger<'_> {
     fn account(&mut self, done: DoneStep) -> Result<()> {
         let at = done.at;
         let summary = &mut self.summary;
+        let outcome = done.outcome;
         summary.steps += 1;
-        summary.skipped += u64::from(done.skipped);
+        summary.skipped += u64::from(outcome.skipped);
         summary.images += at.len;
         if let Some(r) = &done.check {
             summary.checked_steps += 1;
@@ -288,29 +309,14 @@ impl Ledger<'_> {
                 at.len,
                 self.dataset_len,
                 self.per_epoch,
-                done.loss,
+                outcome.loss,
             ));
         }
-        let report = done.report;
-        let found = match report.found() {
-            Found::Finite => "finite",
-            Found::Inf => "inf",
-            Found::Nan => "nan",
-        };
         self.observer.step(&StepRecord {
             step: at.step,
             epoch: at.epoch,
             batch: at.batch,
-            loss: done.loss,
-            scale: f64::from(done.scale),
-            skipped: done.skipped,
-            found,
-            nan: report.nan,
-            inf: report.inf,
-            first_non_finite: report
-                .first_nan
-                .or(report.first_inf)
-                .and_then(Layer::of_index),
+            outcome,
             check: done.check,
         })
     }
@@ -397,12 +403,17 @@ impl Queue {
                     next.to_string(),
                 ));
             }
+            let tracker = scaler.growth_tracker();
+            if o.growth_tracker != tracker {
+                return Err(disagree(
+                    "growth tracker",
+                    o.growth_tracker.to_string(),
+                    tracker.to_string(),
+                ));
+            }
             ledger.account(DoneStep {
                 at,
-                loss: o.loss,
-                scale,
-                report: o.report,
-                skipped,
+                outcome: o,
                 check: None,
             })?;
         }
@@ -687,10 +698,14 @@ impl<'a> Trainer<'a> {
         let verdict = comparison.map(|c| c.judge(skipped, scaler.is_enabled()));
         self.ledger.account(DoneStep {
             at,
-            loss,
-            scale,
-            report,
-            skipped,
+            outcome: StepOutcome {
+                loss,
+                scale,
+                report,
+                skipped,
+                next_scale: scaler.scale_f32(),
+                growth_tracker: scaler.growth_tracker(),
+            },
             check: verdict,
         })
     }

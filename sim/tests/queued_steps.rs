@@ -8,7 +8,7 @@ use common::{data, Collect};
 use halfscale_core::scaler::NonFiniteReport;
 use halfscale_core::scaler::{inv_scale, pytorch_update_scale, LossScaler, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{EvalStats, QueuedOutcome, QueuedSteps};
+use halfscale_sim::backend::{EvalStats, QueuedSteps, StepOutcome};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Split;
@@ -31,7 +31,7 @@ struct Queuing {
     scale: f32,
     tracker: u32,
     order: Vec<u32>,
-    outcomes: Vec<QueuedOutcome>,
+    outcomes: Vec<StepOutcome>,
     queued: usize,
     drains: usize,
     /// Corrupt the updated scale of this queued step (counted from 0).
@@ -168,17 +168,18 @@ impl QueuedSteps for Queuing {
         if self.tamper == Some(self.queued) {
             next_scale *= 4.0;
         }
-        self.outcomes.push(QueuedOutcome {
+        self.outcomes.push(StepOutcome {
             loss,
             scale,
             report,
             skipped,
             next_scale,
+            growth_tracker: self.tracker,
         });
         self.queued += 1;
         Ok(())
     }
-    fn drain(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
+    fn drain(&mut self) -> halfscale_sim::Result<Vec<StepOutcome>> {
         self.drains += 1;
         Ok(std::mem::take(&mut self.outcomes))
     }
@@ -274,13 +275,19 @@ fn queued_steps_give_the_run_the_four_calls_give_and_read_back_only_to_print() {
     assert_eq!(queuing.queued, STEPS, "every step ran queued");
     // The run exercised skips, backoffs and growth.
     let records = &queued.seen.records;
-    assert!(records.iter().any(|r| r.skipped) && records.iter().any(|r| !r.skipped));
-    let grew = records.windows(2).any(|w| w[1].scale > w[0].scale);
-    let backed_off = records.windows(2).any(|w| w[1].scale < w[0].scale);
+    assert!(
+        records.iter().any(|r| r.outcome.skipped) && records.iter().any(|r| !r.outcome.skipped)
+    );
+    let grew = records
+        .windows(2)
+        .any(|w| w[1].outcome.scale > w[0].outcome.scale);
+    let backed_off = records
+        .windows(2)
+        .any(|w| w[1].outcome.scale < w[0].outcome.scale);
     assert!(
         grew && backed_off,
         "scales: {:?}",
-        records.iter().map(|r| r.scale).collect::<Vec<_>>()
+        records.iter().map(|r| r.outcome.scale).collect::<Vec<_>>()
     );
     // Read back at each printed line (batches 0 and 2) and at each epoch's end, no more.
     let lines = EPOCHS * 2;

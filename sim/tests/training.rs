@@ -65,8 +65,8 @@ fn a_skipped_step_leaves_weights_and_optimizer_bit_identical() {
     assert_eq!(adam, AdamState::new(PARAM_COUNT));
     assert_eq!(s.final_scale, 2f64.powi(99), "backoff halves the scale");
     let r = &obs.records[0];
-    assert!(r.skipped && r.found != "finite");
-    assert!(r.first_non_finite.is_some());
+    assert!(r.outcome.skipped && r.outcome.found() != "finite");
+    assert!(r.outcome.first_non_finite().is_some());
     let c = r.check.as_ref().unwrap();
     assert!(c.expected_skip && c.scaler_skipped && c.skip_ok);
     assert_eq!(s.wrong_skips, 0);
@@ -105,7 +105,7 @@ fn mixed_training_learns_and_stays_within_the_cross_check_bounds() {
         assert_eq!(s.checked_steps, 4);
         assert_eq!(s.divergent_steps, 0, "{p:?}: {:?}", s.worst);
         assert_eq!(s.wrong_skips, 0);
-        let first = obs.records.first().unwrap().loss;
+        let first = obs.records.first().unwrap().outcome.loss;
         assert!(first > 2.0 && first < 2.6, "{first}");
         assert!(s.test.is_some());
     }
