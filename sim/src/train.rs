@@ -287,9 +287,9 @@ impl Ledger<'_> {
             summary.divergent_steps += u64::from(!r.within_bounds);
             summary.wrong_skips += u64::from(!r.skip_ok);
             for (acc, l) in summary.underflow_by_layer.iter_mut().zip(&r.layers) {
-                acc.1 += l.census.underflowed;
+                acc.1 += l.census.underflowed();
             }
-            summary.logit_grad_underflow += r.logit_grad_census.underflowed;
+            summary.logit_grad_underflow += r.logit_grad_census.underflowed();
             if let Some(l) = r.worst_layer() {
                 if summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
                     summary.worst = Some(Worst {
