@@ -440,8 +440,8 @@ fn the_device_state_round_trips_by_name_and_waits_for_a_drain() {
     let mut adam = AdamState::new(PARAM_COUNT);
     let mut rng = SeededRng::new(5);
     for (m, v) in adam.exp_avg.iter_mut().zip(adam.exp_avg_sq.iter_mut()) {
-        *m = rng.uniform(-1e-3, 1e-3) as f32;
-        *v = rng.uniform(0.0, 1e-6) as f32;
+        *m = rng.uniform(-1e-3, 1e-3);
+        *v = rng.uniform(0.0, 1e-6);
     }
     adam.step = (1 << 24) + 3;
     let mut params = Params::init(9);

@@ -32,8 +32,8 @@ fn odd_state() -> (Params, AdamState) {
     }
     let mut adam = AdamState::new(PARAM_COUNT);
     for (m, v) in adam.exp_avg.iter_mut().zip(adam.exp_avg_sq.iter_mut()) {
-        *m = rng.uniform(-1e-3, 1e-3) as f32;
-        *v = rng.uniform(0.0, 1e-6) as f32;
+        *m = rng.uniform(-1e-3, 1e-3);
+        *v = rng.uniform(0.0, 1e-6);
     }
     adam.exp_avg[7] = -0.0;
     adam.exp_avg_sq[PARAM_COUNT - 1] = f32::from_bits(0x7f80_0001);
