@@ -23,6 +23,13 @@ const A1: usize = CONV1.out_plane();
 const P1: usize = POOL1_SIDE * POOL1_SIDE;
 const A2: usize = CONV2.out_plane();
 const P2: usize = POOL2_SIDE * POOL2_SIDE;
+/// conv2's output channels computed per thread block of `conv2d_fwd` (a block holds one
+/// image's input planes in shared memory and reuses them for this many output channels).
+const CONV2_CHANNELS_PER_BLOCK: usize = 16;
+const _: () = assert!(CONV2.out_channels % CONV2_CHANNELS_PER_BLOCK == 0);
+/// Adam's per-step scalars in the device table (`AdamConfig::scalars`: lerp weight, beta2,
+/// 1 - beta2, bias correction, eps, step size).
+const ADAM_SCALARS: usize = 6;
 /// Device-side step records kept before a drain.
 const RECORDS: usize = 1024;
 /// Counters reset value: no NaN, no inf, no first index.
@@ -128,7 +135,7 @@ impl GpuBackend {
             exp_avg: gpu.alloc(PARAM_COUNT)?,
             exp_avg_sq: gpu.alloc(PARAM_COUNT)?,
             adam_step: gpu.alloc(1)?,
-            table: gpu.alloc(6)?,
+            table: gpu.alloc(ADAM_SCALARS)?,
             table_steps: 0,
             table_config: None,
             step_bound: 0,
@@ -270,7 +277,7 @@ impl GpuBackend {
                 i(c1.out_width()),
             ],
         )?;
-        let cpb = 16;
+        let cpb = CONV2_CHANNELS_PER_BLOCK;
         g.launch(
             "conv2d_fwd",
             ((c2.out_channels / cpb) as u32, n as u32),
@@ -318,7 +325,7 @@ impl GpuBackend {
         )?;
         g.launch_1d(
             "linear_fwd",
-            n * CLASSES,
+            n * FC2.out_features,
             &[
                 self.h1.ptr(),
                 w4,
@@ -326,7 +333,7 @@ impl GpuBackend {
                 self.logits.ptr(),
                 i(n),
                 i(FC2.in_features),
-                i(CLASSES),
+                i(FC2.out_features),
                 i(0),
             ],
         )?;
@@ -366,7 +373,7 @@ impl GpuBackend {
                 i(CLASSES),
             ],
         )?;
-        let (h, o) = (FC2.in_features, CLASSES);
+        let (h, o) = (FC2.in_features, FC2.out_features);
         g.launch_1d(
             "linear_bwd_params",
             h * o + o,
@@ -505,10 +512,11 @@ impl GpuBackend {
             return Ok(());
         }
         let steps = (need + 1).max(4096).max(self.table_steps * 2);
-        let mut t = vec![0f32; 6 * steps as usize];
+        let mut t = vec![0f32; ADAM_SCALARS * steps as usize];
         for s in 1..steps {
             let k = config.scalars(s);
-            t[6 * s as usize..6 * s as usize + 6].copy_from_slice(&[
+            let at = ADAM_SCALARS * s as usize;
+            t[at..at + ADAM_SCALARS].copy_from_slice(&[
                 k.lerp_weight,
                 k.beta2,
                 k.one_minus_beta2,

@@ -103,7 +103,7 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
         in_height: 12,
         in_width: 12,
     };
-    let n = 11; // two groups of CHUNK and a partial one
+    let n = 11; // two groups of WEIGHT_GRAD_GROUP and a partial one
     let chunk = halfscale_sim::conv2d::WEIGHT_GRAD_GROUP;
     let x = rand_f16(&mut rng, c.input_len(n), 0.0, 1.0);
     let w = rand_f16(&mut rng, c.weight_len(), -0.2, 0.2);
@@ -143,7 +143,8 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
     )
     .unwrap();
     let gpu = out.to_vec(len).unwrap();
-    // The simulator: per group of CHUNK images, backward_params, then the sum in group order.
+    // The simulator: per group of WEIGHT_GRAD_GROUP images, backward_params, then the sum in
+    // group order.
     let mut sum = vec![0f32; len];
     for gi in 0..groups {
         let (i0, i1) = (gi * chunk, ((gi + 1) * chunk).min(n));
