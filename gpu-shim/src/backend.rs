@@ -26,7 +26,7 @@ const P2: usize = POOL2_SIDE * POOL2_SIDE;
 /// conv2's output channels computed per thread block of `conv2d_fwd` (a block holds one
 /// image's input planes in shared memory and reuses them for this many output channels).
 const CONV2_CHANNELS_PER_BLOCK: usize = 16;
-const _: () = assert!(CONV2.out_channels % CONV2_CHANNELS_PER_BLOCK == 0);
+const _: () = assert!(CONV2.out_channels.is_multiple_of(CONV2_CHANNELS_PER_BLOCK));
 /// Adam's per-step scalars in the device table (`AdamConfig::scalars`: lerp weight, beta2,
 /// 1 - beta2, bias correction, eps, step size).
 const ADAM_SCALARS: usize = 6;
