@@ -22,8 +22,8 @@
 //! run with [`QueuedSteps::start`], queues steps with [`QueuedSteps::queue_step`], and reads the
 //! outcomes back with [`QueuedSteps::drain`] only when it prints a line or needs the host's
 //! scaler, and always before it reads the backend's state back; it replays each outcome into its
-//! `LossScaler` and fails if the backend's scale disagrees. A backend without the extension
-//! (the default) runs every step through the four calls above.
+//! `LossScaler` and fails if the backend's scale or growth tracker disagrees. A backend without
+//! the extension (the default) runs every step through the four calls above.
 //!
 //! Queued steps and the state: a backend with queued steps refuses
 //! [`Backend::export_state`] and [`Backend::import_state`] while outcomes are not drained
