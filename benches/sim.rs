@@ -24,7 +24,7 @@ use halfscale::sim::linear::Linear;
 use halfscale::sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2};
 use halfscale::sim::quantize::{self, Axis, Fp8Element};
 use halfscale::sim::recipe::Fp8Scaling;
-use halfscale::sim::{pool, relu, Backend, Batch, Recipe};
+use halfscale::sim::{pool, relu, Backend, Batch, Recipe, StateDict};
 use std::hint::black_box;
 
 const N: usize = 64;
@@ -186,7 +186,9 @@ fn training_step(c: &mut Criterion) {
         ("mxfp8_floor", Recipe::mxfp8(ScaleMode::Floor), 1.0),
     ] {
         let mut backend = CpuBackend::new(precision, N);
-        backend.load_params(&Params::init(3)).unwrap();
+        backend
+            .import_state(&StateDict::from_params(&Params::init(3)).unwrap())
+            .unwrap();
         let initial = Params::init(3);
         let mut steps = 0u32;
         group.bench_function(name, |b| {
@@ -194,7 +196,9 @@ fn training_step(c: &mut Criterion) {
                 // Back to the same weights every 100 steps, so a long run cannot drift into NaN.
                 steps += 1;
                 if steps.is_multiple_of(100) {
-                    backend.load_params(&initial).unwrap();
+                    backend
+                        .import_state(&StateDict::from_params(&initial).unwrap())
+                        .unwrap();
                 }
                 let loss = backend
                     .forward_backward(batch, scale)

@@ -4,25 +4,32 @@
 
 use crate::driver::{Arg, DBuf, Gpu, NULL};
 use crate::error::{GpuError, Result};
-use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
+use crate::types::{DeviceInfo, DeviceScaler};
 use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
-use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{
-    check_state_len, Backend, Batch, EvalStats, QueuedOutcome, QueuedSteps,
-};
+use halfscale_sim::adam::AdamConfig;
+use halfscale_sim::backend::{Backend, Batch, EvalStats, QueuedSteps, StepOutcome};
 use halfscale_sim::conv2d::{Conv2d, WEIGHT_GRAD_GROUP};
 use halfscale_sim::dataset::Split;
 use halfscale_sim::dataset::{CLASSES, IMAGE_PIXELS};
+use halfscale_sim::error::DeviceError;
 use halfscale_sim::model::{
     Layer, Params, CONV1, CONV2, FC1, FC2, FLAT, PARAM_COUNT, POOL1_SIDE, POOL2_SIDE,
 };
 use halfscale_sim::recipe::{LowFormat, Recipe};
+use halfscale_sim::state_dict::{Placed, SimpleCnnAdam, Slot, StateDict};
 
 /// Per image and channel: conv1's output, its pooled output, conv2's output, its pooled output.
 const A1: usize = CONV1.out_plane();
 const P1: usize = POOL1_SIDE * POOL1_SIDE;
 const A2: usize = CONV2.out_plane();
 const P2: usize = POOL2_SIDE * POOL2_SIDE;
+/// conv2's output channels computed per thread block of `conv2d_fwd` (a block holds one
+/// image's input planes in shared memory and reuses them for this many output channels).
+const CONV2_CHANNELS_PER_BLOCK: usize = 16;
+const _: () = assert!(CONV2.out_channels.is_multiple_of(CONV2_CHANNELS_PER_BLOCK));
+/// Adam's per-step scalars in the device table (`AdamConfig::scalars`: lerp weight, beta2,
+/// 1 - beta2, bias correction, eps, step size).
+const ADAM_SCALARS: usize = 6;
 /// Device-side step records kept before a drain.
 const RECORDS: usize = 1024;
 /// Counters reset value: no NaN, no inf, no first index.
@@ -88,7 +95,7 @@ pub struct GpuBackend {
     eval_correct: DBuf<u32>,
     records: DBuf<u32>,
     records_used: usize,
-    drained: Vec<StepRecord>,
+    drained: Vec<StepOutcome>,
     scaler: DeviceScaler,
     resident: Option<Resident>,
     order: Option<DBuf<u32>>,
@@ -128,7 +135,7 @@ impl GpuBackend {
             exp_avg: gpu.alloc(PARAM_COUNT)?,
             exp_avg_sq: gpu.alloc(PARAM_COUNT)?,
             adam_step: gpu.alloc(1)?,
-            table: gpu.alloc(6)?,
+            table: gpu.alloc(ADAM_SCALARS)?,
             table_steps: 0,
             table_config: None,
             step_bound: 0,
@@ -158,7 +165,7 @@ impl GpuBackend {
             host_scale: gpu.alloc(1)?,
             eval_sum: gpu.alloc(1)?,
             eval_correct: gpu.alloc(1)?,
-            records: gpu.alloc(RECORDS * StepRecord::WORDS)?,
+            records: gpu.alloc(RECORDS * Self::RECORD_WORDS)?,
             records_used: 0,
             drained: Vec::new(),
             scaler: DeviceScaler::default(),
@@ -270,7 +277,7 @@ impl GpuBackend {
                 i(c1.out_width()),
             ],
         )?;
-        let cpb = 16;
+        let cpb = CONV2_CHANNELS_PER_BLOCK;
         g.launch(
             "conv2d_fwd",
             ((c2.out_channels / cpb) as u32, n as u32),
@@ -318,7 +325,7 @@ impl GpuBackend {
         )?;
         g.launch_1d(
             "linear_fwd",
-            n * CLASSES,
+            n * FC2.out_features,
             &[
                 self.h1.ptr(),
                 w4,
@@ -326,7 +333,7 @@ impl GpuBackend {
                 self.logits.ptr(),
                 i(n),
                 i(FC2.in_features),
-                i(CLASSES),
+                i(FC2.out_features),
                 i(0),
             ],
         )?;
@@ -366,7 +373,7 @@ impl GpuBackend {
                 i(CLASSES),
             ],
         )?;
-        let (h, o) = (FC2.in_features, CLASSES);
+        let (h, o) = (FC2.in_features, FC2.out_features);
         g.launch_1d(
             "linear_bwd_params",
             h * o + o,
@@ -505,10 +512,11 @@ impl GpuBackend {
             return Ok(());
         }
         let steps = (need + 1).max(4096).max(self.table_steps * 2);
-        let mut t = vec![0f32; 6 * steps as usize];
+        let mut t = vec![0f32; ADAM_SCALARS * steps as usize];
         for s in 1..steps {
             let k = config.scalars(s);
-            t[6 * s as usize..6 * s as usize + 6].copy_from_slice(&[
+            let at = ADAM_SCALARS * s as usize;
+            t[at..at + ADAM_SCALARS].copy_from_slice(&[
                 k.lerp_weight,
                 k.beta2,
                 k.one_minus_beta2,
@@ -678,19 +686,49 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Words per step in the device's record ring (`step_finish` in `kernels/step.cu`).
+    pub const RECORD_WORDS: usize = 10;
+
+    /// Decodes the [`Self::RECORD_WORDS`] words `step_finish` writes for one step: loss, scale
+    /// (f32 bits), NaN and inf counts, skipped, the updated scale (f32 bits), the growth
+    /// tracker, Adam's step count (low 32 bits, not part of the outcome: the state's
+    /// `optimizer.step` carries it), and the flat indices of the first NaN and first inf
+    /// (`u32::MAX` for none). Public for the kernel tests, which launch `step_finish` alone.
+    pub fn decode_record(w: &[u32; Self::RECORD_WORDS]) -> StepOutcome {
+        let index = |v: u32| (v != u32::MAX).then_some(v as usize);
+        StepOutcome {
+            loss: f32::from_bits(w[0]),
+            scale: f32::from_bits(w[1]),
+            report: NonFiniteReport {
+                len: PARAM_COUNT,
+                nan: w[2] as usize,
+                inf: w[3] as usize,
+                first_nan: index(w[8]),
+                first_inf: index(w[9]),
+            },
+            skipped: w[4] != 0,
+            next_scale: f32::from_bits(w[5]),
+            growth_tracker: w[6],
+        }
+    }
+
     fn drain_to_host(&mut self) -> Result<()> {
-        let words = self.records.to_vec(self.records_used * StepRecord::WORDS)?;
+        let words = self
+            .records
+            .to_vec(self.records_used * Self::RECORD_WORDS)?;
         self.drained.extend(
             words
-                .chunks_exact(StepRecord::WORDS)
-                .map(StepRecord::from_words),
+                .as_chunks::<{ Self::RECORD_WORDS }>()
+                .0
+                .iter()
+                .map(Self::decode_record),
         );
         self.records_used = 0;
         Ok(())
     }
 
-    /// The records of the device-scaled steps since the last drain (waits for them).
-    pub fn drain_records(&mut self) -> Result<Vec<StepRecord>> {
+    /// The outcomes of the device-scaled steps since the last drain (waits for them).
+    pub fn drain_records(&mut self) -> Result<Vec<StepOutcome>> {
         self.drain_to_host()?;
         Ok(std::mem::take(&mut self.drained))
     }
@@ -705,6 +743,23 @@ impl GpuBackend {
     /// Waits for everything launched.
     pub fn synchronize(&self) -> Result<()> {
         self.gpu.synchronize()
+    }
+
+    /// Device-scaled steps launched or read back but not yet handed out by a drain.
+    fn undrained(&self) -> usize {
+        self.records_used + self.drained.len()
+    }
+
+    /// The queued-step contract of [`Backend::export_state`] and [`Backend::import_state`].
+    fn refuse_undrained(&self) -> halfscale_sim::Result<()> {
+        match self.undrained() {
+            0 => Ok(()),
+            pending => Err(DeviceError::Undrained {
+                backend: self.describe(),
+                pending,
+            }
+            .into()),
+        }
     }
 }
 
@@ -722,33 +777,48 @@ impl Backend for GpuBackend {
         &self.recipe
     }
 
-    fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
-        check_state_len("parameters", params.data.len())?;
-        self.params.write(&params.data)?;
-        Ok(self.cast_params()?)
+    /// Waits for the launched steps and copies the weights, the moments and Adam's step count
+    /// out; refused while device-scaled steps are not drained (their records belong to the
+    /// host's scaler first).
+    fn export_state(&self) -> halfscale_sim::Result<StateDict> {
+        self.refuse_undrained()?;
+        let mut params = vec![0f32; PARAM_COUNT];
+        let mut exp_avg = vec![0f32; PARAM_COUNT];
+        let mut exp_avg_sq = vec![0f32; PARAM_COUNT];
+        self.params.read(&mut params)?;
+        self.exp_avg.read(&mut exp_avg)?;
+        self.exp_avg_sq.read(&mut exp_avg_sq)?;
+        let step = self.adam_step.to_vec(1)?[0];
+        Ok(SimpleCnnAdam::export(&params, &exp_avg, &exp_avg_sq, step))
     }
 
-    fn read_params(&self, out: &mut Params) -> halfscale_sim::Result<()> {
-        out.data.resize(PARAM_COUNT, 0.0);
-        Ok(self.params.read(&mut out.data)?)
-    }
-
-    fn load_optimizer(&mut self, state: &AdamState) -> halfscale_sim::Result<()> {
-        check_state_len("Adam exp_avg", state.exp_avg.len())?;
-        check_state_len("Adam exp_avg_sq", state.exp_avg_sq.len())?;
-        self.exp_avg.write(&state.exp_avg)?;
-        self.exp_avg_sq.write(&state.exp_avg_sq)?;
-        self.adam_step.write(&[state.step])?;
-        self.step_bound = state.step;
-        Ok(())
-    }
-
-    fn read_optimizer(&self, out: &mut AdamState) -> halfscale_sim::Result<()> {
-        out.exp_avg.resize(PARAM_COUNT, 0.0);
-        out.exp_avg_sq.resize(PARAM_COUNT, 0.0);
-        self.exp_avg.read(&mut out.exp_avg)?;
-        self.exp_avg_sq.read(&mut out.exp_avg_sq)?;
-        out.step = self.adam_step.to_vec(1)?[0];
+    /// Writes each named tensor into its range of the device buffers (all checked first), and
+    /// re-casts the f16 copy of the weights when weights changed.
+    fn import_state(&mut self, state: &StateDict) -> halfscale_sim::Result<()> {
+        self.refuse_undrained()?;
+        let mut weights = false;
+        for placed in SimpleCnnAdam::check(state)? {
+            match placed {
+                Placed::Flat(slot, range, values) => {
+                    let buf = match slot {
+                        Slot::Weights => {
+                            weights = true;
+                            &mut self.params
+                        }
+                        Slot::ExpAvg => &mut self.exp_avg,
+                        Slot::ExpAvgSq => &mut self.exp_avg_sq,
+                    };
+                    buf.write_at(range.start, values)?;
+                }
+                Placed::AdamStep(step) => {
+                    self.adam_step.write(&[step])?;
+                    self.step_bound = step;
+                }
+            }
+        }
+        if weights {
+            self.cast_params()?;
+        }
         Ok(())
     }
 
@@ -868,24 +938,7 @@ impl QueuedSteps for GpuBackend {
         Ok(self.step_device_scaled(start, n, adam)?)
     }
 
-    fn drain(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
-        let index = |v: Option<u32>| v.map(|i| i as usize);
-        Ok(self
-            .drain_records()?
-            .into_iter()
-            .map(|r| QueuedOutcome {
-                loss: r.loss,
-                scale: r.scale,
-                report: NonFiniteReport {
-                    len: PARAM_COUNT,
-                    nan: r.nan as usize,
-                    inf: r.inf as usize,
-                    first_nan: index(r.first_nan),
-                    first_inf: index(r.first_inf),
-                },
-                skipped: r.skipped,
-                next_scale: r.next_scale,
-            })
-            .collect())
+    fn drain(&mut self) -> halfscale_sim::Result<Vec<StepOutcome>> {
+        Ok(self.drain_records()?)
     }
 }

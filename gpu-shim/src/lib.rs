@@ -46,7 +46,7 @@ pub use driver::probe;
 pub use standin::{probe, GpuBackend};
 
 pub use error::{GpuError, Result};
-pub use types::{DeviceInfo, DeviceScaler, StepRecord};
+pub use types::{DeviceInfo, DeviceScaler};
 
 /// Whether this build has the CUDA backend (the `cuda` feature; the `emulate` test feature runs
 /// the same backend on the CPU and does not count).

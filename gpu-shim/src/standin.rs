@@ -3,11 +3,11 @@
 //! so every method body is unreachable by construction.
 
 use crate::error::{GpuError, Result};
-use crate::types::{DeviceInfo, DeviceScaler, StepRecord};
+use crate::types::{DeviceInfo, DeviceScaler};
 use halfscale_core::scaler::NonFiniteReport;
-use halfscale_sim::adam::{AdamConfig, AdamState};
+use halfscale_sim::adam::AdamConfig;
 use halfscale_sim::backend::{Backend, Batch, EvalStats};
-use halfscale_sim::{Params, Recipe};
+use halfscale_sim::{Params, Recipe, StateDict, StepOutcome};
 
 /// Always [`GpuError::NotBuilt`] in this build.
 pub fn probe() -> Result<DeviceInfo> {
@@ -55,7 +55,7 @@ impl GpuBackend {
     ) -> Result<()> {
         match self.never {}
     }
-    pub fn drain_records(&mut self) -> Result<Vec<StepRecord>> {
+    pub fn drain_records(&mut self) -> Result<Vec<StepOutcome>> {
         match self.never {}
     }
     pub fn device_scale(&self) -> Result<(f32, u32)> {
@@ -73,16 +73,10 @@ impl Backend for GpuBackend {
     fn recipe(&self) -> &Recipe {
         match self.never {}
     }
-    fn load_params(&mut self, _params: &Params) -> halfscale_sim::Result<()> {
+    fn export_state(&self) -> halfscale_sim::Result<StateDict> {
         match self.never {}
     }
-    fn read_params(&self, _out: &mut Params) -> halfscale_sim::Result<()> {
-        match self.never {}
-    }
-    fn load_optimizer(&mut self, _state: &AdamState) -> halfscale_sim::Result<()> {
-        match self.never {}
-    }
-    fn read_optimizer(&self, _out: &mut AdamState) -> halfscale_sim::Result<()> {
+    fn import_state(&mut self, _state: &StateDict) -> halfscale_sim::Result<()> {
         match self.never {}
     }
     fn forward_backward(

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use halfscale_core::scaler::{pytorch_update_scale, unscale_and_check};
 use halfscale_gpu::driver::{Arg, NULL};
+use halfscale_gpu::GpuBackend;
 use halfscale_sim::adam::{self, AdamConfig, AdamState};
 use halfscale_sim::conv2d::Conv2d;
 use halfscale_sim::linear::Linear;
@@ -102,7 +103,7 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
         in_height: 12,
         in_width: 12,
     };
-    let n = 11; // two groups of CHUNK and a partial one
+    let n = 11; // two groups of WEIGHT_GRAD_GROUP and a partial one
     let chunk = halfscale_sim::conv2d::WEIGHT_GRAD_GROUP;
     let x = rand_f16(&mut rng, c.input_len(n), 0.0, 1.0);
     let w = rand_f16(&mut rng, c.weight_len(), -0.2, 0.2);
@@ -142,7 +143,8 @@ fn conv2d_backward_params_and_input_are_bit_identical() {
     )
     .unwrap();
     let gpu = out.to_vec(len).unwrap();
-    // The simulator: per group of CHUNK images, backward_params, then the sum in group order.
+    // The simulator: per group of WEIGHT_GRAD_GROUP images, backward_params, then the sum in
+    // group order.
     let mut sum = vec![0f32; len];
     for gi in 0..groups {
         let (i0, i1) = (gi * chunk, ((gi + 1) * chunk).min(n));
@@ -503,7 +505,7 @@ fn step_finish_follows_amp_update_scale_and_counts_adam_steps() {
     let dtr = g.upload(&[0i32]).unwrap();
     let dstep = g.upload(&[5u64]).unwrap();
     let loss = g.upload(&[0.25f32]).unwrap();
-    let w = halfscale_gpu::StepRecord::WORDS;
+    let w = GpuBackend::RECORD_WORDS;
     let rec = g.upload(&vec![0u32; w * 16]).unwrap();
     let mut steps = 5u64;
     let pattern = [
@@ -557,11 +559,16 @@ fn step_finish_follows_amp_update_scale_and_counts_adam_steps() {
         );
     }
     let words = rec.to_vec(w * 16).unwrap();
-    let r = halfscale_gpu::StepRecord::from_words(&words[w * 3..w * 4]);
-    assert!(r.skipped && r.nan == 1 && r.loss == 0.25);
-    assert_eq!((r.first_nan, r.first_inf), (Some(7), None));
-    let clean = halfscale_gpu::StepRecord::from_words(&words[0..w]);
-    assert_eq!((clean.first_nan, clean.first_inf), (None, None));
+    let record =
+        |k: usize| GpuBackend::decode_record(words[w * k..w * (k + 1)].try_into().unwrap());
+    let r = record(3);
+    assert!(r.skipped && r.report.nan == 1 && r.loss == 0.25);
+    assert_eq!((r.report.first_nan, r.report.first_inf), (Some(7), None));
+    let clean = record(0);
+    assert_eq!(
+        (clean.report.first_nan, clean.report.first_inf),
+        (None, None)
+    );
 }
 
 #[test]

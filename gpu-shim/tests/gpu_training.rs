@@ -13,7 +13,7 @@ use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::dataset::{Batches, IMAGE_PIXELS};
 use halfscale_sim::model::{Layer, PARAM_COUNT};
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::{Backend, Batch, Params, Recipe};
+use halfscale_sim::{Backend, Batch, Params, Recipe, StateDict};
 
 const STEPS: usize = 20;
 const BATCH: usize = 64;
@@ -44,8 +44,8 @@ fn per_layer_gradients_match_the_simulator_and_losses_stay_within_the_bound() {
     let (images, labels) = synthetic(STEPS * BATCH, 21);
     let params = Params::init(1);
     for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
-        b.load_params(&params).unwrap();
-        b.load_optimizer(&AdamState::new(PARAM_COUNT)).unwrap();
+        b.import_state(&StateDict::from_training(&params, &AdamState::new(PARAM_COUNT)).unwrap())
+            .unwrap();
     }
     let config = AdamConfig::default();
     let scale = 65536f32;
@@ -90,7 +90,7 @@ fn per_layer_gradients_match_the_simulator_and_losses_stay_within_the_bound() {
         println!("LAYER {} max|grad gpu - sim| = {w:.3e}", l.name());
     }
     let mut st = AdamState::new(PARAM_COUNT);
-    gpu.read_optimizer(&mut st).unwrap();
+    gpu.export_state().unwrap().copy_adam_into(&mut st).unwrap();
     assert_eq!(st.step, STEPS as u64);
 }
 
@@ -102,8 +102,8 @@ fn the_device_scaled_step_equals_the_trait_path_bit_for_bit() {
     let params = Params::init(3);
     let config = AdamConfig::default();
     for g in [&mut a, &mut b] {
-        g.load_params(&params).unwrap();
-        g.load_optimizer(&AdamState::new(PARAM_COUNT)).unwrap();
+        g.import_state(&StateDict::from_training(&params, &AdamState::new(PARAM_COUNT)).unwrap())
+            .unwrap();
     }
     a.upload_train_set(&images, &labels).unwrap();
     let order: Vec<u32> = (0..(STEPS * BATCH) as u32).collect();
@@ -131,7 +131,7 @@ fn the_device_scaled_step_equals_the_trait_path_bit_for_bit() {
         assert_eq!(rec.scale.to_bits(), scale.to_bits(), "step {step}: scale");
         let report = b.unscale_and_check(inv_scale(f64::from(scale))).unwrap();
         assert_eq!(
-            (rec.nan as usize, rec.inf as usize),
+            (rec.report.nan, rec.report.inf),
             (report.nan, report.inf),
             "step {step}"
         );
@@ -153,8 +153,8 @@ fn the_device_scaled_step_equals_the_trait_path_bit_for_bit() {
         );
     }
     let (mut pa, mut pb) = (Params::zeros(), Params::zeros());
-    a.read_params(&mut pa).unwrap();
-    b.read_params(&mut pb).unwrap();
+    a.export_state().unwrap().copy_params_into(&mut pa).unwrap();
+    b.export_state().unwrap().copy_params_into(&mut pb).unwrap();
     assert_bits("weights after the run", &pa.data, &pb.data);
 }
 
@@ -222,25 +222,25 @@ fn the_training_loop_on_queued_steps_equals_the_loop_on_the_trait_calls() {
     let ((queued, qr), (direct, dr)) = (&runs[0], &runs[1]);
     assert_eq!(queued.checked_steps, 0);
     assert_eq!(direct.checked_steps, direct.steps);
-    assert!(qr.iter().any(|r| r.skipped) && qr.iter().any(|r| !r.skipped));
+    assert!(qr.iter().any(|r| r.outcome.skipped) && qr.iter().any(|r| !r.outcome.skipped));
     assert_eq!(qr.len(), dr.len());
     for (q, d) in qr.iter().zip(dr) {
         assert_eq!(
             (
-                q.loss.to_bits(),
-                q.scale,
-                q.skipped,
-                q.nan,
-                q.inf,
-                q.first_non_finite
+                q.outcome.loss.to_bits(),
+                q.outcome.scale,
+                q.outcome.skipped,
+                q.outcome.report.nan,
+                q.outcome.report.inf,
+                q.outcome.first_non_finite()
             ),
             (
-                d.loss.to_bits(),
-                d.scale,
-                d.skipped,
-                d.nan,
-                d.inf,
-                d.first_non_finite
+                d.outcome.loss.to_bits(),
+                d.outcome.scale,
+                d.outcome.skipped,
+                d.outcome.report.nan,
+                d.outcome.report.inf,
+                d.outcome.first_non_finite()
             ),
             "step {}",
             d.step
@@ -264,8 +264,10 @@ fn epoch_bench() {
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../data/MNIST/raw").into());
     let data = halfscale_sim::dataset::Dataset::load(std::path::Path::new(&dir)).unwrap();
     let config = AdamConfig::default();
-    g.load_params(&Params::init(1)).unwrap();
-    g.load_optimizer(&AdamState::new(PARAM_COUNT)).unwrap();
+    g.import_state(
+        &StateDict::from_training(&Params::init(1), &AdamState::new(PARAM_COUNT)).unwrap(),
+    )
+    .unwrap();
     let t0 = std::time::Instant::now();
     g.upload_train_set(&data.train.images, &data.train.labels)
         .unwrap();
@@ -345,8 +347,10 @@ fn mnist_divergence_probe() {
     for &phase in phases {
         let params = Params::init(1);
         for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
-            b.load_params(&params).unwrap();
-            b.load_optimizer(&AdamState::new(PARAM_COUNT)).unwrap();
+            b.import_state(
+                &StateDict::from_training(&params, &AdamState::new(PARAM_COUNT)).unwrap(),
+            )
+            .unwrap();
         }
         let (mut logit_steps, mut loss_steps, mut grad_steps) = (0, 0, [0usize; 4]);
         let (mut worst_ulps, mut worst_grad) = (0u32, [0f64; 4]);
@@ -392,10 +396,11 @@ fn mnist_divergence_probe() {
             }
             if phase == "resync" {
                 let (mut p, mut st) = (Params::zeros(), AdamState::new(PARAM_COUNT));
-                cpu.read_params(&mut p).unwrap();
-                cpu.read_optimizer(&mut st).unwrap();
-                gpu.load_params(&p).unwrap();
-                gpu.load_optimizer(&st).unwrap();
+                let state = cpu.export_state().unwrap();
+                state.copy_params_into(&mut p).unwrap();
+                state.copy_adam_into(&mut st).unwrap();
+                gpu.import_state(&StateDict::from_training(&p, &st).unwrap())
+                    .unwrap();
             }
         }
         let layers: Vec<String> = Layer::ALL
@@ -423,4 +428,83 @@ fn mnist_divergence_probe() {
             "{phase}: the emulation must be bit-identical to the simulator"
         );
     }
+}
+
+/// The state by name on the device: a round trip is bit-exact, a wrong name or length is a typed
+/// error, and neither export nor import goes past device-scaled steps not yet drained.
+#[test]
+fn the_device_state_round_trips_by_name_and_waits_for_a_drain() {
+    use halfscale_sim::error::DeviceError;
+    use halfscale_sim::{SimError, Values};
+    let Some(mut g) = backend(BATCH) else { return };
+    let mut adam = AdamState::new(PARAM_COUNT);
+    let mut rng = SeededRng::new(5);
+    for (m, v) in adam.exp_avg.iter_mut().zip(adam.exp_avg_sq.iter_mut()) {
+        *m = rng.uniform(-1e-3, 1e-3);
+        *v = rng.uniform(0.0, 1e-6);
+    }
+    adam.step = (1 << 24) + 3;
+    let mut params = Params::init(9);
+    params.data[11] = f32::from_bits(0x7fc0_0abc);
+    params.data[12] = -0.0;
+    let dict = StateDict::from_training(&params, &adam).unwrap();
+    g.import_state(&dict).unwrap();
+    // Bit for bit (NaN included), name by name.
+    let same = |x: &StateDict, y: &StateDict| {
+        assert_eq!(x.names().collect::<Vec<_>>(), y.names().collect::<Vec<_>>());
+        for ((name, a), (_, b)) in x.iter().zip(y.iter()) {
+            match (a, b) {
+                (Values::F32(a), Values::F32(b)) => assert_bits(name, a, b),
+                (a, b) => assert_eq!(a, b, "{name}"),
+            }
+        }
+    };
+    let out = g.export_state().unwrap();
+    same(&dict, &out);
+    let mut bad = StateDict::new();
+    bad.insert("fc1.bias", Values::F32(vec![0.0; 127]));
+    let err = g.import_state(&bad).unwrap_err();
+    assert!(
+        matches!(&err, SimError::TensorLength { name, expected: 128, found: 127 } if name == "fc1.bias"),
+        "{err}"
+    );
+    bad = StateDict::new();
+    bad.insert("fc3.weight", Values::F32(vec![0.0]));
+    assert!(matches!(
+        g.import_state(&bad).unwrap_err(),
+        SimError::UnknownTensor { .. }
+    ));
+    // Refused imports change nothing.
+    same(&g.export_state().unwrap(), &out);
+
+    // Finite weights for a step.
+    g.import_state(&StateDict::from_params(&Params::init(9)).unwrap())
+        .unwrap();
+    let (images, labels) = synthetic(2 * BATCH, 24);
+    g.upload_train_set(&images, &labels).unwrap();
+    g.set_order(&(0..(2 * BATCH) as u32).collect::<Vec<_>>())
+        .unwrap();
+    g.set_device_scaler(DeviceScaler::default()).unwrap();
+    g.step_device_scaled(0, BATCH, &AdamConfig::default())
+        .unwrap();
+    let err = g.export_state().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimError::Device(DeviceError::Undrained { pending: 1, .. })
+        ),
+        "{err}"
+    );
+    assert!(g.import_state(&dict).is_err());
+    let records = g.drain_records().unwrap();
+    assert_eq!(records.len(), 1);
+    let after = g.export_state().unwrap();
+    let mut st = AdamState::new(0);
+    after.copy_adam_into(&mut st).unwrap();
+    let stepped = u64::from(!records[0].skipped);
+    assert_eq!(
+        st.step,
+        adam.step + stepped,
+        "the step's Adam count, read after the drain"
+    );
 }

@@ -2,7 +2,10 @@
 //! [`crate::train`] and the cross-check in [`crate::crosscheck`] work unchanged on any device.
 //!
 //! A backend owns the model's master weights (f32), their gradients and the Adam state, wherever
-//! it keeps them; the host sees them only through `load_*`/`read_*` copies. One training step is:
+//! it keeps them; the host sees them only as copies of named tensors
+//! ([`Backend::export_state`], [`Backend::import_state`]: a [`StateDict`] under PyTorch's
+//! `state_dict` names, see [`crate::state_dict`]), so the trait knows no model or optimizer
+//! type. One training step is:
 //!
 //! 1. [`Backend::forward_backward`]: forward on the batch, the loss multiplied by the loss scale,
 //!    backward: f32 gradients of the master weights (scaled) left in the backend;
@@ -19,18 +22,26 @@
 //! run with [`QueuedSteps::start`], queues steps with [`QueuedSteps::queue_step`], and reads the
 //! outcomes back with [`QueuedSteps::drain`] only when it prints a line or needs the host's
 //! scaler, and always before it reads the backend's state back; it replays each outcome into its
-//! `LossScaler` and fails if the backend's scale disagrees. A backend without the extension
-//! (the default) runs every step through the four calls above.
+//! `LossScaler` and fails if the backend's scale or growth tracker disagrees. A backend without
+//! the extension (the default) runs every step through the four calls above.
+//!
+//! Queued steps and the state: a backend with queued steps refuses
+//! [`Backend::export_state`] and [`Backend::import_state`] while outcomes are not drained
+//! ([`crate::error::DeviceError::Undrained`]) rather than draining them itself: the outcomes
+//! belong to the host's scaler, and a state read past them would pair the weights of step
+//! `n + k` with the scaler of step `n`. [`crate::train::Trainer::sync`] and
+//! [`crate::train::Trainer::load`] drain first.
 //!
 //! The CPU backends ([`crate::cpu::CpuBackend`] in fp32 and emulated mixed precision) implement
 //! it here; a CUDA backend implements the same trait, queued steps included.
 
-use crate::adam::{AdamConfig, AdamState};
+use crate::adam::AdamConfig;
 use crate::dataset::Split;
-use crate::error::{Result, SimError};
-use crate::model::{Params, PARAM_COUNT};
+use crate::error::Result;
+use crate::model::{Layer, Params};
 use crate::recipe::{Recipe, RecipeState};
-use halfscale_core::scaler::{NonFiniteReport, ScalerConfig};
+use crate::state_dict::StateDict;
+use halfscale_core::scaler::{Found, NonFiniteReport, ScalerConfig};
 
 /// A batch of images (`[n][28*28]`, pixels in `[0, 1]`) and their labels.
 #[derive(Clone, Copy, Debug)]
@@ -62,31 +73,42 @@ pub struct EvalStats {
     pub count: usize,
 }
 
-/// A whole step a backend ran on its own ([`QueuedSteps::queue_step`]), as it recorded it.
+/// What one GradScaler step did, however it ran: through the four calls on the host, or whole
+/// on a backend ([`QueuedSteps::drain`] returns these). The loop replays a queued step's
+/// outcome into the host's scaler, which must reach the same `next_scale` and `growth_tracker`
+/// bit for bit, and places every outcome in the run as a [`crate::train::StepRecord`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct QueuedOutcome {
+pub struct StepOutcome {
     /// Mean loss of the batch (unscaled).
     pub loss: f32,
-    /// The loss scale the backward pass used.
+    /// The loss scale the backward pass used (1 without scaling).
     pub scale: f32,
-    /// What the fused unscale and check found (before unscaling).
+    /// What the unscale and check found in the gradients (before unscaling).
     pub report: NonFiniteReport,
-    /// The optimizer step was skipped (a non-finite gradient).
+    /// The optimizer step was skipped (a non-finite gradient under an enabled scaler).
     pub skipped: bool,
-    /// The scale after the backend's update, which the host's scaler must reproduce.
+    /// The scale after the scaler's update.
     pub next_scale: f32,
+    /// The growth tracker after the scaler's update (clean steps since the last change).
+    pub growth_tracker: u32,
 }
 
-/// Checks that model or optimizer state handed to a backend has the model's length.
-pub fn check_state_len(what: &'static str, found: usize) -> Result<()> {
-    if found == PARAM_COUNT {
-        Ok(())
-    } else {
-        Err(SimError::StateMismatch {
-            what,
-            expected: PARAM_COUNT,
-            found,
-        })
+impl StepOutcome {
+    /// `"finite"`, `"inf"` or `"nan"`: what the gradient check found (NaN wins).
+    pub fn found(&self) -> &'static str {
+        match self.report.found() {
+            Found::Finite => "finite",
+            Found::Inf => "inf",
+            Found::Nan => "nan",
+        }
+    }
+
+    /// The layer holding the first NaN (else the first inf) of the gradients, when there is one.
+    pub fn first_non_finite(&self) -> Option<Layer> {
+        self.report
+            .first_nan
+            .or(self.report.first_inf)
+            .and_then(Layer::of_index)
     }
 }
 
@@ -96,16 +118,17 @@ pub trait Backend {
     fn describe(&self) -> String;
     /// The recipe this backend emulates or runs: what it does at each rounding site.
     fn recipe(&self) -> &Recipe;
-    /// Replaces the master weights; parameters of another length than the model's are a
-    /// [`SimError::StateMismatch`].
-    fn load_params(&mut self, params: &Params) -> Result<()>;
-    /// Copies the master weights out (`out` is resized to the model's length).
-    fn read_params(&self, out: &mut Params) -> Result<()>;
-    /// Replaces the optimizer state; moments of another length than the model's are a
-    /// [`SimError::StateMismatch`].
-    fn load_optimizer(&mut self, state: &AdamState) -> Result<()>;
-    /// Copies the optimizer state out.
-    fn read_optimizer(&self, out: &mut AdamState) -> Result<()>;
+    /// Copies every tensor the backend keeps across steps out, by name: the master weights,
+    /// the optimizer's moments and step (see [`crate::state_dict`]). Refused while queued
+    /// steps are not drained (see the module doc).
+    fn export_state(&self) -> Result<StateDict>;
+    /// Replaces the tensors `state` names and leaves the others as they are (as PyTorch's
+    /// `load_state_dict(strict=False)`; the cross-check's reference takes the weights alone).
+    /// A name the backend does not hold is a [`crate::SimError::UnknownTensor`], another length
+    /// a [`crate::SimError::TensorLength`], another element type a
+    /// [`crate::SimError::TensorType`]; all are checked before anything changes. Refused while
+    /// queued steps are not drained.
+    fn import_state(&mut self, state: &StateDict) -> Result<()>;
     /// Continues the recipe from a saved state (its per-tensor scaling histories). The default
     /// serves backends whose recipes keep no state: it checks that `state` is empty and of
     /// the backend's recipe.
@@ -153,5 +176,5 @@ pub trait QueuedSteps {
     /// the scale update. Reads nothing back.
     fn queue_step(&mut self, start: usize, n: usize, adam: &AdamConfig) -> Result<()>;
     /// Waits for the queued steps and returns their outcomes, in order, since the last drain.
-    fn drain(&mut self) -> Result<Vec<QueuedOutcome>>;
+    fn drain(&mut self) -> Result<Vec<StepOutcome>>;
 }

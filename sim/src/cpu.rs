@@ -10,7 +10,7 @@
 //! Nothing is allocated per step: every buffer is sized for the batch capacity at construction.
 
 use crate::adam::{self, AdamConfig, AdamState};
-use crate::backend::{check_state_len, Backend, Batch, EvalStats};
+use crate::backend::{Backend, Batch, EvalStats};
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
@@ -18,6 +18,7 @@ use crate::model::Layer;
 use crate::model::{ParamViews, Params, CONV1, CONV2, FC1, FC2, FLAT, POOL1_SIDE, POOL2_SIDE};
 use crate::quantize::{self, Axis, QuantStats};
 use crate::recipe::{Cast, Quantization, Recipe, RecipeKind, RecipeState, Role, Site};
+use crate::state_dict::{Placed, SimpleCnnAdam, Slot, StateDict};
 use crate::{pool, relu};
 use halfscale_core::scaler::{unscale_and_check, NonFiniteReport};
 use rayon::prelude::*;
@@ -419,7 +420,7 @@ pub struct CpuBackend {
 
 impl CpuBackend {
     /// A backend for batches of up to `capacity` examples, with zero weights (load some with
-    /// [`Backend::load_params`]).
+    /// [`Backend::import_state`]).
     pub fn new(recipe: Recipe, capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let groups = capacity.div_ceil(CHUNK);
@@ -1022,26 +1023,29 @@ impl Backend for CpuBackend {
         &self.recipe
     }
 
-    fn load_params(&mut self, params: &Params) -> Result<()> {
-        check_state_len("parameters", params.data.len())?;
-        self.params.data.copy_from_slice(&params.data);
-        Ok(())
+    fn export_state(&self) -> Result<StateDict> {
+        Ok(SimpleCnnAdam::export(
+            &self.params.data,
+            &self.adam.exp_avg,
+            &self.adam.exp_avg_sq,
+            self.adam.step,
+        ))
     }
 
-    fn read_params(&self, out: &mut Params) -> Result<()> {
-        out.data.clone_from(&self.params.data);
-        Ok(())
-    }
-
-    fn load_optimizer(&mut self, state: &AdamState) -> Result<()> {
-        check_state_len("Adam exp_avg", state.exp_avg.len())?;
-        check_state_len("Adam exp_avg_sq", state.exp_avg_sq.len())?;
-        self.adam.clone_from(state);
-        Ok(())
-    }
-
-    fn read_optimizer(&self, out: &mut AdamState) -> Result<()> {
-        out.clone_from(&self.adam);
+    fn import_state(&mut self, state: &StateDict) -> Result<()> {
+        for placed in SimpleCnnAdam::check(state)? {
+            match placed {
+                Placed::Flat(slot, range, values) => {
+                    let flat = match slot {
+                        Slot::Weights => &mut self.params.data,
+                        Slot::ExpAvg => &mut self.adam.exp_avg,
+                        Slot::ExpAvgSq => &mut self.adam.exp_avg_sq,
+                    };
+                    flat[range].copy_from_slice(values);
+                }
+                Placed::AdamStep(step) => self.adam.step = step,
+            }
+        }
         Ok(())
     }
 

@@ -48,6 +48,7 @@ use crate::error::Result;
 use crate::loss;
 use crate::model::{Layer, Params};
 use crate::recipe::{Cast, LowFormat, Recipe, RecipeKind, Role, Site};
+use crate::state_dict::OPTIMIZER;
 use halfscale_core::fate::{census, Census};
 use halfscale_core::half::{bf16, f16};
 use rayon::prelude::*;
@@ -93,39 +94,27 @@ impl Bounds {
     }
 }
 
-/// The counts of a [`Census`], for the metrics file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CensusCounts {
-    pub total: u64,
-    pub zero: u64,
-    pub exact: u64,
-    pub rounded: u64,
-    pub subnormal: u64,
-    pub subnormal_inexact: u64,
-    pub flushed_to_zero: u64,
-    pub overflow: u64,
-    pub nan: u64,
-    pub inf: u64,
-    /// Flushed to zero or subnormal with lost bits.
-    pub underflowed: u64,
-}
-
-impl From<&Census> for CensusCounts {
-    fn from(c: &Census) -> Self {
-        Self {
-            total: c.total(),
-            zero: c.zero,
-            exact: c.exact,
-            rounded: c.rounded,
-            subnormal: c.subnormal,
-            subnormal_inexact: c.subnormal_inexact,
-            flushed_to_zero: c.flushed_to_zero,
-            overflow: c.overflow,
-            nan: c.nan,
-            inf: c.inf,
-            underflowed: c.underflowed(),
-        }
-    }
+/// Writes a [`Census`] into the metrics file as its counts: `total`, `zero`, `exact`,
+/// `rounded`, `subnormal`, `subnormal_inexact`, `flushed_to_zero`, `overflow`, `nan`, `inf` and
+/// `underflowed` (flushed to zero, or subnormal with lost bits), in that order. The exponent
+/// histogram and the extremes stay out of the per-step line (384 bins a tensor a step), and so
+/// do the FP8-only `overflow_nan` and `saturated`, which are zero for the 16-bit formats the
+/// cross-check censuses in.
+pub fn census_counts<S: serde::Serializer>(c: &Census, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut m = s.serialize_struct("Census", 11)?;
+    m.serialize_field("total", &c.total())?;
+    m.serialize_field("zero", &c.zero)?;
+    m.serialize_field("exact", &c.exact)?;
+    m.serialize_field("rounded", &c.rounded)?;
+    m.serialize_field("subnormal", &c.subnormal)?;
+    m.serialize_field("subnormal_inexact", &c.subnormal_inexact)?;
+    m.serialize_field("flushed_to_zero", &c.flushed_to_zero)?;
+    m.serialize_field("overflow", &c.overflow)?;
+    m.serialize_field("nan", &c.nan)?;
+    m.serialize_field("inf", &c.inf)?;
+    m.serialize_field("underflowed", &c.underflowed())?;
+    m.end()
 }
 
 /// One layer's figures in a checked step.
@@ -135,7 +124,8 @@ pub struct LayerCheck {
     /// Relative difference of the weight and bias gradients (together).
     pub grad_rel: f64,
     /// Fate of the reference gradient times the scale in the low-precision format.
-    pub census: CensusCounts,
+    #[serde(serialize_with = "census_counts")]
+    pub census: Census,
 }
 
 /// What the comparison measured about one step, before the scaler's decision is known: a
@@ -147,7 +137,7 @@ pub struct Comparison {
     pub logits_rel: f64,
     pub layers: Vec<LayerCheck>,
     /// Fate of the reference `dL/dlogits` times the scale: the backward's first rounding point.
-    pub logit_grad_census: CensusCounts,
+    pub logit_grad_census: Census,
     /// The low-precision backward produced an inf or NaN in a parameter gradient.
     pub expected_skip: bool,
     /// Largest `grad_rel` over layers.
@@ -192,7 +182,8 @@ pub struct Verdict {
     pub logits_rel: f64,
     pub layers: Vec<LayerCheck>,
     /// Fate of the reference `dL/dlogits` times the scale: the backward's first rounding point.
-    pub logit_grad_census: CensusCounts,
+    #[serde(serialize_with = "census_counts")]
+    pub logit_grad_census: Census,
     /// The low-precision backward produced an inf or NaN in a parameter gradient.
     pub expected_skip: bool,
     /// What the scaler decided.
@@ -284,12 +275,12 @@ impl Verdict {
 
     /// Total underflowed elements over the layers' gradients.
     pub fn underflowed(&self) -> u64 {
-        self.layers.iter().map(|l| l.census.underflowed).sum()
+        self.layers.iter().map(|l| l.census.underflowed()).sum()
     }
 
     /// Total elements censused over the layers' gradients.
     pub fn censused(&self) -> u64 {
-        self.layers.iter().map(|l| l.census.total).sum()
+        self.layers.iter().map(|l| l.census.total()).sum()
     }
 }
 
@@ -345,7 +336,6 @@ pub struct CrossCheck {
     reference: Box<dyn Backend>,
     recipe: Recipe,
     bounds: Bounds,
-    params: Params,
     ref_grads: Params,
     grads: Params,
     logits: Vec<f32>,
@@ -362,7 +352,6 @@ impl CrossCheck {
             reference,
             recipe: checked.clone(),
             bounds: Bounds::for_recipe(checked),
-            params: Params::zeros(),
             ref_grads: Params::zeros(),
             grads: Params::zeros(),
             logits: Vec::new(),
@@ -388,8 +377,10 @@ impl CrossCheck {
         scale: f32,
         inv_scale: f32,
     ) -> Result<Comparison> {
-        checked.read_params(&mut self.params)?;
-        self.reference.load_params(&self.params)?;
+        // The checked backend's weights (its optimizer state is no business of the reference).
+        let mut weights = checked.export_state()?;
+        weights.retain(|name| !name.starts_with(OPTIMIZER));
+        self.reference.import_state(&weights)?;
         let loss_ref = self.reference.forward_backward(batch, 1.0)?;
         self.reference.read_grads(&mut self.ref_grads)?;
         self.reference.read_logits(&mut self.ref_logits)?;
@@ -410,11 +401,11 @@ impl CrossCheck {
             layers.push(LayerCheck {
                 layer,
                 grad_rel: rel_diff(&self.grads.data[r.clone()], &self.ref_grads.data[r.clone()]),
-                census: CensusCounts::from(&census_in(
+                census: census_in(
                     census_format(&self.recipe, Site::new(layer, Role::WeightGrad)),
                     &self.ref_grads.data[r],
                     scale,
-                )),
+                ),
             });
         }
         // The reference dL/dlogits (upstream gradient 1), censused at the scale.
@@ -423,11 +414,11 @@ impl CrossCheck {
         self.dlogits.resize(n * CLASSES, 0.0);
         loss::log_softmax(n, CLASSES, &self.ref_logits, &mut self.logp);
         loss::backward(n, CLASSES, &self.logp, batch.labels, 1.0, &mut self.dlogits);
-        let logit_grad_census = CensusCounts::from(&census_in(
+        let logit_grad_census = census_in(
             census_format(&self.recipe, Site::new(Layer::Fc2, Role::OutputGrad)),
             &self.dlogits,
             scale,
-        ));
+        );
 
         let max_grad_rel = layers.iter().map(|l| l.grad_rel).fold(0.0, f64::max);
         let loss_rel = if loss_ref == 0.0 {

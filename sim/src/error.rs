@@ -85,6 +85,26 @@ pub enum SimError {
         expected: usize,
         found: usize,
     },
+    /// A named tensor ([`crate::state_dict::StateDict`]) that the backend does not hold.
+    #[error("state tensor `{name}`: the backend holds no tensor of that name")]
+    UnknownTensor { name: String },
+    /// A named tensor the backend or the run's state needs and the dictionary lacks.
+    #[error("state tensor `{name}` is missing")]
+    MissingTensor { name: String },
+    /// A named tensor of another length than the backend's.
+    #[error("state tensor `{name}`: {found} values, but the backend's has {expected}")]
+    TensorLength {
+        name: String,
+        expected: usize,
+        found: usize,
+    },
+    /// A named tensor of another element type than the backend's.
+    #[error("state tensor `{name}`: {found} values, but the backend's are {expected}")]
+    TensorType {
+        name: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     /// A batch or buffer of the wrong size was handed to a backend.
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
@@ -141,6 +161,10 @@ pub enum DeviceError {
     /// A drain that returned another number of outcomes than steps were queued.
     #[error("{queued} steps were queued but the backend returned {returned} outcomes")]
     OutcomeCount { queued: usize, returned: usize },
+    /// The backend's state read or replaced while queued steps are not drained: their outcomes
+    /// must reach the host's scaler first (`QueuedSteps::drain`).
+    #[error("{backend}: {pending} queued step(s) not drained; drain them before reading or replacing the state")]
+    Undrained { backend: String, pending: usize },
     /// Queued steps asked of a backend that does not offer them.
     #[error("{backend}: this backend does not run queued steps")]
     NoQueuedSteps { backend: String },

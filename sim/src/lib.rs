@@ -9,7 +9,7 @@
 //! One concept per module: data ([`idx`], [`dataset`], [`rng`]), layers ([`conv2d`], [`pool`],
 //! [`relu`], [`linear`], [`loss`], over [`gemm`]), the model ([`model`]) and optimizer
 //! ([`adam`]), the device interface ([`backend`]) and its CPU implementation ([`cpu`], with the
-//! autocast rules and the per-site recipes in [`recipe`]), a run's state ([`state`]), the loop ([`train`]), the cross-check ([`crosscheck`]), and
+//! autocast rules and the per-site recipes in [`recipe`]), a run's state ([`state`]) and a backend's tensors by name ([`state_dict`]), the loop ([`train`]), the cross-check ([`crosscheck`]), and
 //! output ([`metrics`], [`plot`]).
 
 pub mod adam;
@@ -33,10 +33,12 @@ pub mod recipe;
 pub mod relu;
 pub mod rng;
 pub mod state;
+pub mod state_dict;
 pub mod train;
 pub mod weights;
 
-pub use backend::{Backend, Batch, EvalStats};
+pub use backend::{Backend, Batch, EvalStats, StepOutcome};
 pub use error::{Result, SimError};
 pub use model::{Layer, Params};
 pub use recipe::{LowFormat, Recipe, RecipeKind};
+pub use state_dict::{StateDict, Values};

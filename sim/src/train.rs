@@ -24,7 +24,7 @@
 //! and at an epoch's end, replaying each into the host's scaler.
 
 use crate::adam::AdamConfig;
-use crate::backend::{Backend, Batch, QueuedSteps};
+use crate::backend::{Backend, Batch, QueuedSteps, StepOutcome};
 use crate::crosscheck::{Bounds, CrossCheck, Verdict};
 use crate::dataset::{Batches, Dataset, Split};
 use crate::error::{DeviceError, Result, SimError};
@@ -32,7 +32,8 @@ use crate::model::{Layer, Params};
 use crate::quantize::QuantStats;
 use crate::recipe::Recipe;
 use crate::state::{DataCursor, TrainState};
-use halfscale_core::scaler::{Found, LossScaler, NonFiniteReport, ScalerConfig};
+use crate::state_dict::StateDict;
+use halfscale_core::scaler::{LossScaler, ScalerConfig};
 use std::time::Instant;
 
 /// Mixed into the seed for the shuffling stream, so the weights and the epoch order come from
@@ -71,31 +72,21 @@ impl Default for TrainConfig {
     }
 }
 
-/// One step, as written to the metrics file.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// One step placed in its run: where it stands, what it did ([`StepOutcome`], the same value
+/// whether the step ran through the four calls or queued) and, on cross-checked steps, the
+/// verdict. Written to the metrics file as one JSON object (see the `Serialize` impl).
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepRecord {
     /// Global step number from 0.
     pub step: u64,
     pub epoch: usize,
     pub batch: usize,
-    /// Mean loss of the batch (unscaled).
-    pub loss: f32,
-    /// The loss scale used for this step's backward (1 without scaling).
-    pub scale: f64,
-    pub skipped: bool,
-    /// `"finite"`, `"inf"` or `"nan"`: what the gradient check found.
-    pub found: &'static str,
-    pub nan: usize,
-    pub inf: usize,
-    /// The layer holding the first NaN (else the first inf) of the gradients, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_non_finite: Option<Layer>,
+    /// What the step did.
+    pub outcome: StepOutcome,
     /// Present on cross-checked steps.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<Verdict>,
     /// The FP8 recipes' GEMM operands this step: format, amax, scale and what the cast did
     /// (empty, and not written, for the other recipes).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tensors: Vec<TensorRecord>,
 }
 
@@ -139,6 +130,46 @@ pub struct TensorLoss {
     pub format: &'static str,
     #[serde(flatten)]
     pub stats: QuantStats,
+}
+
+/// The metrics line: `step`, `epoch`, `batch`, `loss`, `scale` (as the f64 it is exactly),
+/// `skipped`, `found` (`"finite"`, `"inf"`, `"nan"`), `nan`, `inf`, `first_non_finite` (the
+/// layer, when there is one) and `check` (checked steps), in that order. The outcome's
+/// `next_scale` and `growth_tracker` are the next line's `scale` and are not repeated.
+impl serde::Serialize for StepRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let o = &self.outcome;
+        let first_non_finite = o.first_non_finite();
+        let fields = 9
+            + usize::from(first_non_finite.is_some())
+            + usize::from(self.check.is_some())
+            + usize::from(!self.tensors.is_empty());
+        let mut m = s.serialize_struct("StepRecord", fields)?;
+        m.serialize_field("step", &self.step)?;
+        m.serialize_field("epoch", &self.epoch)?;
+        m.serialize_field("batch", &self.batch)?;
+        m.serialize_field("loss", &o.loss)?;
+        m.serialize_field("scale", &f64::from(o.scale))?;
+        m.serialize_field("skipped", &o.skipped)?;
+        m.serialize_field("found", o.found())?;
+        m.serialize_field("nan", &o.report.nan)?;
+        m.serialize_field("inf", &o.report.inf)?;
+        match first_non_finite {
+            Some(layer) => m.serialize_field("first_non_finite", &layer)?,
+            None => m.skip_field("first_non_finite")?,
+        }
+        match &self.check {
+            Some(check) => m.serialize_field("check", check)?,
+            None => m.skip_field("check")?,
+        }
+        if self.tensors.is_empty() {
+            m.skip_field("tensors")?;
+        } else {
+            m.serialize_field("tensors", &self.tensors)?;
+        }
+        m.end()
+    }
 }
 
 /// Receives what the loop reports. All methods default to doing nothing.
@@ -285,11 +316,7 @@ struct DoneStep {
     at: StepAt,
     /// The quantized tensors' records (FP8 recipes).
     tensors: Vec<TensorRecord>,
-    loss: f32,
-    /// The scale the backward pass used.
-    scale: f32,
-    report: NonFiniteReport,
-    skipped: bool,
+    outcome: StepOutcome,
     /// The cross-check's verdict.
     check: Option<Verdict>,
 }
@@ -309,8 +336,9 @@ impl Ledger<'_> {
     fn account(&mut self, done: DoneStep) -> Result<()> {
         let at = done.at;
         let summary = &mut self.summary;
+        let outcome = done.outcome;
         summary.steps += 1;
-        summary.skipped += u64::from(done.skipped);
+        summary.skipped += u64::from(outcome.skipped);
         summary.images += at.len;
         for t in &done.tensors {
             match summary.tensors.iter_mut().find(|s| s.tensor == t.tensor) {
@@ -327,9 +355,9 @@ impl Ledger<'_> {
             summary.divergent_steps += u64::from(!r.within_bounds);
             summary.wrong_skips += u64::from(!r.skip_ok);
             for (acc, l) in summary.underflow_by_layer.iter_mut().zip(&r.layers) {
-                acc.1 += l.census.underflowed;
+                acc.1 += l.census.underflowed();
             }
-            summary.logit_grad_underflow += r.logit_grad_census.underflowed;
+            summary.logit_grad_underflow += r.logit_grad_census.underflowed();
             if let Some(l) = r.worst_layer() {
                 if summary.worst.is_none_or(|w| r.max_grad_rel > w.grad_rel) {
                     summary.worst = Some(Worst {
@@ -349,29 +377,14 @@ impl Ledger<'_> {
                 at.len,
                 self.dataset_len,
                 self.per_epoch,
-                done.loss,
+                outcome.loss,
             ));
         }
-        let report = done.report;
-        let found = match report.found() {
-            Found::Finite => "finite",
-            Found::Inf => "inf",
-            Found::Nan => "nan",
-        };
         self.observer.step(&StepRecord {
             step: at.step,
             epoch: at.epoch,
             batch: at.batch,
-            loss: done.loss,
-            scale: f64::from(done.scale),
-            skipped: done.skipped,
-            found,
-            nan: report.nan,
-            inf: report.inf,
-            first_non_finite: report
-                .first_nan
-                .or(report.first_inf)
-                .and_then(Layer::of_index),
+            outcome,
             check: done.check,
             tensors: done.tensors,
         })
@@ -459,13 +472,18 @@ impl Queue {
                     next.to_string(),
                 ));
             }
+            let tracker = scaler.growth_tracker();
+            if o.growth_tracker != tracker {
+                return Err(disagree(
+                    "growth tracker",
+                    o.growth_tracker.to_string(),
+                    tracker.to_string(),
+                ));
+            }
             ledger.account(DoneStep {
                 at,
                 tensors: Vec::new(),
-                loss: o.loss,
-                scale,
-                report: o.report,
-                skipped,
+                outcome: o,
                 check: None,
             })?;
         }
@@ -608,8 +626,8 @@ impl<'a> Trainer<'a> {
         // The recipe's state must be the backend's recipe's (its tensors, when a recipe has
         // some, travel with the backend's state).
         self.backend.load_recipe_state(&state.recipe)?;
-        self.backend.load_params(&state.params)?;
-        self.backend.load_optimizer(&state.adam)?;
+        self.backend
+            .import_state(&StateDict::from_training(&state.params, &state.adam)?)?;
         self.scaler = scaler;
         self.order_epoch = None;
         if let Some(q) = self.queue.as_mut() {
@@ -753,10 +771,14 @@ impl<'a> Trainer<'a> {
         self.ledger.account(DoneStep {
             at,
             tensors,
-            loss,
-            scale,
-            report,
-            skipped,
+            outcome: StepOutcome {
+                loss,
+                scale,
+                report,
+                skipped,
+                next_scale: scaler.scale_f32(),
+                growth_tracker: scaler.growth_tracker(),
+            },
             check: verdict,
         })
     }
@@ -775,7 +797,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Completes `state`: accounts for queued steps (their scaler updates included) and copies
-    /// the weights and the Adam state back from the backend. After it the state holds everything
+    /// the weights and the Adam state back from the backend (drained first: a backend with
+    /// queued steps refuses to export past undrained outcomes). After it the state holds everything
     /// the run needs to continue. A state this trainer does not hold (never stepped here, or
     /// replaced since) is complete already and left as it is.
     pub fn sync(&mut self, state: &mut TrainState) -> Result<()> {
@@ -785,8 +808,9 @@ impl<'a> Trainer<'a> {
         self.drain()?;
         state.scaler = self.scaler.state();
         state.recipe = self.backend.recipe().state();
-        self.backend.read_params(&mut state.params)?;
-        self.backend.read_optimizer(&mut state.adam)?;
+        let tensors = self.backend.export_state()?;
+        tensors.copy_params_into(&mut state.params)?;
+        tensors.copy_adam_into(&mut state.adam)?;
         Ok(())
     }
 

@@ -19,7 +19,7 @@ use halfscale_sim::model::{Layer, Params};
 use halfscale_sim::quantize::{self, Axis, Fp8Element};
 use halfscale_sim::recipe::{Fp8Scaling, Role, Site};
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::{Batch, Recipe};
+use halfscale_sim::{Batch, Recipe, StateDict};
 
 /// The cast of `y` through the core's CUDA `__NV_SATFINITE` profile and back to f32.
 fn satfinite(elem: Fp8Element, y: f32) -> f32 {
@@ -173,7 +173,8 @@ fn batch_of(data: &halfscale_sim::dataset::Split, n: usize) -> (Vec<f32>, Vec<u8
 
 fn backend(recipe: Recipe) -> CpuBackend {
     let mut b = CpuBackend::new(recipe, 32);
-    b.load_params(&Params::init(1)).unwrap();
+    b.import_state(&StateDict::from_params(&Params::init(1)).unwrap())
+        .unwrap();
     b
 }
 

@@ -8,7 +8,7 @@ use halfscale_sim::dataset::IMAGE_PIXELS;
 use halfscale_sim::linear::Linear;
 use halfscale_sim::model::{Params, FC2};
 use halfscale_sim::rng::SeededRng;
-use halfscale_sim::{Backend, Batch, LowFormat, Recipe};
+use halfscale_sim::{Backend, Batch, LowFormat, Recipe, StateDict};
 
 fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
     let mut rng = SeededRng::new(seed);
@@ -31,7 +31,8 @@ fn every_rounding_point_holds_low_precision_values() {
     ] {
         let (images, labels) = batch(19, 3); // not a multiple of the group size
         let mut be = CpuBackend::new(recipe, 32);
-        be.load_params(&Params::init(5)).unwrap();
+        be.import_state(&StateDict::from_params(&Params::init(5)).unwrap())
+            .unwrap();
         let loss = be
             .forward_backward(
                 Batch {
@@ -63,7 +64,8 @@ fn every_rounding_point_holds_low_precision_values() {
 fn fp32_path_rounds_nothing() {
     let (images, labels) = batch(8, 4);
     let mut be = CpuBackend::new(Recipe::fp32(), 8);
-    be.load_params(&Params::init(6)).unwrap();
+    be.import_state(&StateDict::from_params(&Params::init(6)).unwrap())
+        .unwrap();
     be.forward_backward(
         Batch {
             images: &images,
@@ -126,7 +128,8 @@ fn without_scaling_small_logit_gradients_flush_to_zero() {
     let labels0 = vec![0u8; labels.len()];
     let count_zero = |scale: f32| {
         let mut be = CpuBackend::new(Recipe::mixed_fp16(), 8);
-        be.load_params(&params).unwrap();
+        be.import_state(&StateDict::from_params(&params).unwrap())
+            .unwrap();
         be.forward_backward(
             Batch {
                 images: &images,
@@ -138,7 +141,9 @@ fn without_scaling_small_logit_gradients_flush_to_zero() {
         be.logit_grads().iter().filter(|&&g| g == 0.0).count()
     };
     let mut reference = CpuBackend::new(Recipe::fp32(), 8);
-    reference.load_params(&params).unwrap();
+    reference
+        .import_state(&StateDict::from_params(&params).unwrap())
+        .unwrap();
     reference
         .forward_backward(
             Batch {

@@ -8,13 +8,14 @@ use common::{data, Collect};
 use halfscale_core::scaler::NonFiniteReport;
 use halfscale_core::scaler::{inv_scale, pytorch_update_scale, LossScaler, ScalerConfig};
 use halfscale_sim::adam::{AdamConfig, AdamState};
-use halfscale_sim::backend::{EvalStats, QueuedOutcome, QueuedSteps};
+use halfscale_sim::backend::{EvalStats, QueuedSteps, StepOutcome};
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::crosscheck::CrossCheck;
 use halfscale_sim::dataset::Split;
+use halfscale_sim::error::DeviceError;
 use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::train::{self, Summary, TrainConfig};
-use halfscale_sim::{Backend, Batch, Recipe, SimError};
+use halfscale_sim::{Backend, Batch, Recipe, SimError, StateDict};
 
 const BATCH: usize = 64;
 const EPOCHS: usize = 3;
@@ -30,7 +31,7 @@ struct Queuing {
     scale: f32,
     tracker: u32,
     order: Vec<u32>,
-    outcomes: Vec<QueuedOutcome>,
+    outcomes: Vec<StepOutcome>,
     queued: usize,
     drains: usize,
     /// Corrupt the updated scale of this queued step (counted from 0).
@@ -58,6 +59,21 @@ impl Queuing {
     }
 }
 
+impl Queuing {
+    /// The extension's contract: no state read or replaced past undrained outcomes.
+    fn refuse_undrained(&self) -> halfscale_sim::Result<()> {
+        if self.outcomes.is_empty() {
+            Ok(())
+        } else {
+            Err(DeviceError::Undrained {
+                backend: self.describe(),
+                pending: self.outcomes.len(),
+            }
+            .into())
+        }
+    }
+}
+
 impl Backend for Queuing {
     fn describe(&self) -> String {
         "queuing test backend".into()
@@ -65,17 +81,13 @@ impl Backend for Queuing {
     fn recipe(&self) -> &Recipe {
         self.inner.recipe()
     }
-    fn load_params(&mut self, params: &Params) -> halfscale_sim::Result<()> {
-        self.inner.load_params(params)
+    fn export_state(&self) -> halfscale_sim::Result<StateDict> {
+        self.refuse_undrained()?;
+        self.inner.export_state()
     }
-    fn read_params(&self, out: &mut Params) -> halfscale_sim::Result<()> {
-        self.inner.read_params(out)
-    }
-    fn load_optimizer(&mut self, state: &AdamState) -> halfscale_sim::Result<()> {
-        self.inner.load_optimizer(state)
-    }
-    fn read_optimizer(&self, out: &mut AdamState) -> halfscale_sim::Result<()> {
-        self.inner.read_optimizer(out)
+    fn import_state(&mut self, state: &StateDict) -> halfscale_sim::Result<()> {
+        self.refuse_undrained()?;
+        self.inner.import_state(state)
     }
     fn forward_backward(
         &mut self,
@@ -156,17 +168,18 @@ impl QueuedSteps for Queuing {
         if self.tamper == Some(self.queued) {
             next_scale *= 4.0;
         }
-        self.outcomes.push(QueuedOutcome {
+        self.outcomes.push(StepOutcome {
             loss,
             scale,
             report,
             skipped,
             next_scale,
+            growth_tracker: self.tracker,
         });
         self.queued += 1;
         Ok(())
     }
-    fn drain(&mut self) -> halfscale_sim::Result<Vec<QueuedOutcome>> {
+    fn drain(&mut self) -> halfscale_sim::Result<Vec<StepOutcome>> {
         self.drains += 1;
         Ok(std::mem::take(&mut self.outcomes))
     }
@@ -216,7 +229,7 @@ fn run(
         &mut seen,
     )?;
     let mut adam = AdamState::new(PARAM_COUNT);
-    backend.read_optimizer(&mut adam)?;
+    backend.export_state()?.copy_adam_into(&mut adam)?;
     Ok(Run {
         summary,
         seen,
@@ -262,13 +275,19 @@ fn queued_steps_give_the_run_the_four_calls_give_and_read_back_only_to_print() {
     assert_eq!(queuing.queued, STEPS, "every step ran queued");
     // The run exercised skips, backoffs and growth.
     let records = &queued.seen.records;
-    assert!(records.iter().any(|r| r.skipped) && records.iter().any(|r| !r.skipped));
-    let grew = records.windows(2).any(|w| w[1].scale > w[0].scale);
-    let backed_off = records.windows(2).any(|w| w[1].scale < w[0].scale);
+    assert!(
+        records.iter().any(|r| r.outcome.skipped) && records.iter().any(|r| !r.outcome.skipped)
+    );
+    let grew = records
+        .windows(2)
+        .any(|w| w[1].outcome.scale > w[0].outcome.scale);
+    let backed_off = records
+        .windows(2)
+        .any(|w| w[1].outcome.scale < w[0].outcome.scale);
     assert!(
         grew && backed_off,
         "scales: {:?}",
-        records.iter().map(|r| r.scale).collect::<Vec<_>>()
+        records.iter().map(|r| r.outcome.scale).collect::<Vec<_>>()
     );
     // Read back at each printed line (batches 0 and 2) and at each epoch's end, no more.
     let lines = EPOCHS * 2;
@@ -399,4 +418,30 @@ fn a_queued_run_split_and_resumed_from_json_takes_the_uninterrupted_steps() {
     )
     .unwrap();
     assert_eq!(bits(&whole.params.data), bits(&direct.summary.params.data));
+}
+
+#[test]
+fn the_state_is_not_read_or_replaced_past_undrained_queued_steps() {
+    use halfscale_sim::error::DeviceError;
+    let data = data();
+    let mut queuing = Queuing::new(None);
+    let q = queuing.queued_steps().unwrap();
+    assert!(q.start(&data.train, &ScalerConfig::pytorch()).unwrap());
+    q.load_scale(65536.0, 0).unwrap();
+    q.set_order(&(0..data.train.len() as u32).collect::<Vec<_>>())
+        .unwrap();
+    q.queue_step(0, BATCH, &AdamConfig::default()).unwrap();
+    let err = queuing.export_state().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimError::Device(DeviceError::Undrained { pending: 1, .. })
+        ),
+        "{err}"
+    );
+    let state = StateDict::from_params(&Params::init(1)).unwrap();
+    assert!(queuing.import_state(&state).is_err());
+    assert_eq!(queuing.queued_steps().unwrap().drain().unwrap().len(), 1);
+    queuing.export_state().unwrap();
+    queuing.import_state(&state).unwrap();
 }

@@ -121,8 +121,8 @@ fn assert_same(resumed: &Outcome, whole: &Outcome, what: &str) {
     assert_eq!(rr.len(), wr.len(), "{what}");
     for (a, b) in rr.iter().zip(wr) {
         assert_eq!(
-            a.loss.to_bits(),
-            b.loss.to_bits(),
+            a.outcome.loss.to_bits(),
+            b.outcome.loss.to_bits(),
             "{what}: step {}",
             b.step
         );
@@ -171,9 +171,11 @@ fn a_run_split_and_resumed_from_json_takes_the_uninterrupted_steps_bit_for_bit()
             );
             if precision == Recipe::mixed_fp16() {
                 // The split points fall between skips, backoffs and growth.
-                assert!(records.iter().any(|r| r.skipped), "{what}");
+                assert!(records.iter().any(|r| r.outcome.skipped), "{what}");
                 assert!(
-                    records.windows(2).any(|w| w[1].scale > w[0].scale),
+                    records
+                        .windows(2)
+                        .any(|w| w[1].outcome.scale > w[0].outcome.scale),
                     "{what}"
                 );
             }

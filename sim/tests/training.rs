@@ -12,7 +12,7 @@ use halfscale_sim::crosscheck::{CrossCheck, Finding};
 use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::rng::SeededRng;
 use halfscale_sim::train::{self, progress_line, TestResult, TrainConfig};
-use halfscale_sim::{Backend, Batch, Recipe};
+use halfscale_sim::{Backend, Batch, Recipe, StateDict};
 
 fn run(
     precision: Recipe,
@@ -40,7 +40,11 @@ fn run(
     )
     .unwrap();
     let mut adam = AdamState::new(PARAM_COUNT);
-    backend.read_optimizer(&mut adam).unwrap();
+    backend
+        .export_state()
+        .unwrap()
+        .copy_adam_into(&mut adam)
+        .unwrap();
     (s, obs, adam)
 }
 
@@ -61,8 +65,8 @@ fn a_skipped_step_leaves_weights_and_optimizer_bit_identical() {
     assert_eq!(adam, AdamState::new(PARAM_COUNT));
     assert_eq!(s.final_scale, 2f64.powi(99), "backoff halves the scale");
     let r = &obs.records[0];
-    assert!(r.skipped && r.found != "finite");
-    assert!(r.first_non_finite.is_some());
+    assert!(r.outcome.skipped && r.outcome.found() != "finite");
+    assert!(r.outcome.first_non_finite().is_some());
     let c = r.check.as_ref().unwrap();
     assert!(c.expected_skip && c.scaler_skipped && c.skip_ok);
     assert_eq!(s.wrong_skips, 0);
@@ -101,7 +105,7 @@ fn mixed_training_learns_and_stays_within_the_cross_check_bounds() {
         assert_eq!(s.checked_steps, 4);
         assert_eq!(s.divergent_steps, 0, "{p:?}: {:?}", s.worst);
         assert_eq!(s.wrong_skips, 0);
-        let first = obs.records.first().unwrap().loss;
+        let first = obs.records.first().unwrap().outcome.loss;
         assert!(first > 2.0 && first < 2.6, "{first}");
         assert!(s.test.is_some());
     }
@@ -220,7 +224,8 @@ fn network_gradient_matches_an_f64_composition_and_its_finite_differences() {
     let (images, labels) = d.train.slice(0, n);
     let params = Params::init(8);
     let mut be = CpuBackend::new(Recipe::fp32(), n);
-    be.load_params(&params).unwrap();
+    be.import_state(&StateDict::from_params(&params).unwrap())
+        .unwrap();
     let loss = be.forward_backward(Batch { images, labels }, 1.0).unwrap();
     let mut grads = Params::zeros();
     be.read_grads(&mut grads).unwrap();
@@ -314,7 +319,8 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
         *w *= 1e5; // conv1 overflows fp16 in the forward pass
     }
     let mut be = CpuBackend::new(Recipe::mixed_fp16(), 8);
-    be.load_params(&params).unwrap();
+    be.import_state(&StateDict::from_params(&params).unwrap())
+        .unwrap();
     let loss = be.forward_backward(batch, 1.0).unwrap();
     let mut check = CrossCheck::new(
         Box::new(CpuBackend::new(Recipe::fp32(), 8)),
@@ -343,11 +349,14 @@ fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
 #[test]
 fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
     let mut be = CpuBackend::new(Recipe::mixed_fp16(), 8);
-    be.load_params(&Params::init(3)).unwrap();
+    be.import_state(&StateDict::from_params(&Params::init(3)).unwrap())
+        .unwrap();
     let short = Params {
         data: vec![0.5; PARAM_COUNT - 1],
     };
-    let err = be.load_params(&short).unwrap_err();
+    let err = StateDict::from_params(&short)
+        .and_then(|s| be.import_state(&s))
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -367,7 +376,10 @@ fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
         )
     );
     let mut kept = Params::zeros();
-    be.read_params(&mut kept).unwrap();
+    be.export_state()
+        .unwrap()
+        .copy_params_into(&mut kept)
+        .unwrap();
     assert_eq!(
         kept.data,
         Params::init(3).data,
@@ -376,10 +388,15 @@ fn state_of_another_length_is_a_typed_error_and_changes_nothing() {
 
     let mut other_model = AdamState::new(PARAM_COUNT + 7);
     other_model.step = 9;
-    let err = be.load_optimizer(&other_model).unwrap_err();
+    let err = StateDict::from_training(&Params::init(3), &other_model)
+        .and_then(|s| be.import_state(&s))
+        .unwrap_err();
     assert!(err.to_string().starts_with("Adam exp_avg: "), "{err}");
     let mut adam = AdamState::new(0);
-    be.read_optimizer(&mut adam).unwrap();
+    be.export_state()
+        .unwrap()
+        .copy_adam_into(&mut adam)
+        .unwrap();
     assert_eq!((adam.step, adam.exp_avg.len()), (0, PARAM_COUNT));
 }
 

@@ -10,6 +10,7 @@ use halfscale_sim::model::{Params, PARAM_COUNT};
 use halfscale_sim::recipe::Recipe;
 use halfscale_sim::train;
 use halfscale_sim::weights::{self, tensor_layout, WeightsError};
+use halfscale_sim::StateDict;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,8 @@ fn pytorch_weights_give_pytorchs_logits_in_fp32() {
         .collect();
     assert_eq!(expected.len(), 64 * 10);
     let mut cpu = CpuBackend::new(Recipe::fp32(), 64);
-    cpu.load_params(&params).unwrap();
+    cpu.import_state(&StateDict::from_params(&params).unwrap())
+        .unwrap();
     let batch = Batch {
         images: &data.test.images[..64 * IMAGE_PIXELS],
         labels: &data.test.labels[..64],
@@ -62,7 +64,8 @@ fn pytorch_weights_give_pytorchs_test_count_in_fp32() {
     let (params, record) = fixture();
     let data = Dataset::load(&root().join("data/MNIST/raw")).unwrap();
     let mut cpu = CpuBackend::new(Recipe::fp32(), 1000);
-    cpu.load_params(&params).unwrap();
+    cpu.import_state(&StateDict::from_params(&params).unwrap())
+        .unwrap();
     let result = train::evaluate(&mut cpu, &data.test, 1000).unwrap();
     let correct = record["test_correct"].as_u64().unwrap() as i64;
     let loss = record["test_average_loss"].as_f64().unwrap();

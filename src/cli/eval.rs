@@ -7,7 +7,7 @@ use super::train::PrecisionArg;
 use halfscale_sim::backend::Backend;
 use halfscale_sim::cpu::CpuBackend;
 use halfscale_sim::dataset::Dataset;
-use halfscale_sim::{train, weights, SimError};
+use halfscale_sim::{train, weights, SimError, StateDict};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,8 +42,8 @@ fn execute(args: &Args) -> Result<String, String> {
             .map_err(|e| e.to_string())?,
         args.batch_size,
     );
-    backend
-        .load_params(&params)
+    StateDict::from_params(&params)
+        .and_then(|weights| backend.import_state(&weights))
         .map_err(|e: SimError| e.to_string())?;
     let test =
         train::evaluate(&mut backend, &data.test, args.batch_size).map_err(|e| e.to_string())?;

@@ -241,8 +241,8 @@ impl Observer for CliObserver {
             m.write(r)?;
         }
         let x = r.step as f64;
-        self.curves.loss.push((x, f64::from(r.loss)));
-        self.curves.scale.push((x, r.scale));
+        self.curves.loss.push((x, f64::from(r.outcome.loss)));
+        self.curves.scale.push((x, f64::from(r.outcome.scale)));
         if !r.tensors.is_empty() {
             let mut total = QuantStats::default();
             for t in &r.tensors {
