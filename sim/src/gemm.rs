@@ -1,15 +1,21 @@
 //! Dense matrix products for the layers, over f32 (training) and f64 (the finite-difference
-//! tests), through `matrixmultiply` (packed AVX2/FMA micro-kernels chosen at run time).
+//! tests).
 //!
-//! `matrixmultiply` and `gemm` 0.19 were measured on the layer shapes of this model on the
-//! project's 2-core Zen 3 machine (single thread, per call): within noise of each other
-//! (40-70 GFLOP/s each, about half the per-core FMA peak), `gemm` a little ahead on the conv2
-//! shapes, `matrixmultiply` on the fc1 ones. `matrixmultiply` has no dependencies, so it is the
-//! one used; this file is the only place that names it.
+//! f32 runs on this crate's own packed micro-kernels ([`Kernel`]: AVX-512, AVX2 + FMA or
+//! portable, chosen once at run time), which keep `matrixmultiply::sgemm`'s accumulation order
+//! bit for bit (blocks of [`KC`] = 256 along the inner dimension, an FMA chain from +0 per
+//! element and block, blocks added to `C` in order; see `gemm/sgemm.rs`). That order is what the
+//! CUDA kernels mirror, so the simulator's bits did not move when the kernels did.
+//! `matrixmultiply` (AVX2/FMA only, about half of Zen 4's per-core FMA peak on these shapes,
+//! docs/PERFORMANCE.md) stays as the definition of the order ([`Kernel::Reference`], checked
+//! against in the tests) and for f64; this module is the only place that names it.
 //!
 //! Matrices are strided views checked against their slices before the unsafe call, so the
 //! safe wrapper cannot read or write out of bounds whatever the caller passes.
 
+mod sgemm;
+
+pub use sgemm::{Kernel, Unsupported, KC};
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Mul, Neg, Sub};
 
@@ -114,7 +120,50 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm);
+/// `matrixmultiply::sgemm`'s signature over [`Kernel::active`].
+///
+/// # Safety
+/// As [`Scalar::gemm_raw`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_active(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    // SAFETY: forwarded from this function's contract; `active` only returns supported kernels.
+    unsafe {
+        sgemm::sgemm(
+            Kernel::active(),
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc,
+            csc,
+        )
+    }
+}
+
+impl_scalar!(f32, sgemm_active);
 impl_scalar!(f64, matrixmultiply::dgemm);
 
 /// A read-only strided matrix view.
@@ -187,14 +236,7 @@ impl<'a, T> MatMut<'a, T> {
 /// When the shapes disagree or a view does not fit its slice: a programming error in the
 /// caller, never a property of the data.
 pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMut<'_, T>) {
-    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!(a.rows, c.rows, "gemm: output rows differ");
-    assert_eq!(b.cols, c.cols, "gemm: output columns differ");
-    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
-    let c_fits = c.rows == 0
-        || c.cols == 0
-        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
-    assert!(c_fits, "gemm: output view exceeds its slice");
+    check(&a, &b, &c);
     if c.rows == 0 || c.cols == 0 {
         return;
     }
@@ -218,6 +260,65 @@ pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMu
             c.col_stride as isize,
         );
     }
+}
+
+/// The shape and bounds checks of [`gemm`].
+fn check<T>(a: &Mat<'_, T>, b: &Mat<'_, T>, c: &MatMut<'_, T>) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
+    assert_eq!(a.rows, c.rows, "gemm: output rows differ");
+    assert_eq!(b.cols, c.cols, "gemm: output columns differ");
+    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
+    let c_fits = c.rows == 0
+        || c.cols == 0
+        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
+    assert!(c_fits, "gemm: output view exceeds its slice");
+}
+
+/// The f32 [`gemm`] on a chosen kernel instead of [`Kernel::active`]: for the tests that check
+/// every path against the others, and the benches that compare them.
+///
+/// # Errors
+/// [`Unsupported`] when this CPU cannot run `kernel`.
+///
+/// # Panics
+/// As [`gemm`]: shapes that disagree or views that do not fit their slices.
+pub fn gemm_f32_with(
+    kernel: Kernel,
+    alpha: f32,
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+) -> Result<(), Unsupported> {
+    if !kernel.supported() {
+        return Err(Unsupported(kernel));
+    }
+    check(&a, &b, &c);
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    // SAFETY: every view was checked to fit its slice; `c` is a unique borrow, so it cannot
+    // alias `a` or `b`; `kernel` was checked to be supported.
+    unsafe {
+        sgemm::sgemm(
+            kernel,
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.row_stride as isize,
+            c.col_stride as isize,
+        );
+    }
+    Ok(())
 }
 
 /// Sum of a slice in eight interleaved partial sums (element `i` into partial `i % 8`), combined
