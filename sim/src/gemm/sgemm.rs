@@ -33,16 +33,13 @@ use std::sync::OnceLock;
 /// Inner-dimension block: the length of one FMA chain before it is added to `C`. Part of the
 /// numerics (the CUDA kernels mirror it), not a tuning knob.
 pub const KC: usize = 256;
-/// Columns of `B` packed at a time (`KC * NC * 4` bytes = 512 KiB, within a Zen 4 core's L2).
-/// Tiling only: it changes no rounding.
-const NC: usize = 512;
 
 /// One f32 GEMM implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// AVX-512F micro-kernel, 8 x 32 tile (16 zmm accumulators).
     Avx512,
-    /// AVX2 + FMA micro-kernel, 8 x 16 tile (16 ymm accumulators).
+    /// AVX2 + FMA micro-kernel, 6 x 16 tile (12 ymm accumulators of the 16 registers).
     Avx2Fma,
     /// Plain Rust with `f32::mul_add`, 4 x 16 tile: any target.
     Portable,
@@ -122,29 +119,48 @@ impl Kernel {
     }
 }
 
-/// A micro-kernel: an `MR x NR` tile of `C` from packed panels.
+/// One micro-tile's operands: `C[..rows][..cols] = fma(alpha, ab, beta * C)` (`C` not read
+/// when `beta == 0`), `ab[i][j]` the FMA chain from +0 over `p < kc` of `A[i][p] * B[p][j]`.
+#[derive(Clone, Copy)]
+struct Tile {
+    kc: usize,
+    /// `A[i][p]` at `a + i * ars + p * acs`, for `i < rows`.
+    a: *const f32,
+    ars: isize,
+    acs: isize,
+    rows: usize,
+    /// `B[p][j]` at `b + p * ldb + j`, for all `j < NR` (packed or padded past `cols`).
+    b: *const f32,
+    ldb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+    cols: usize,
+    alpha: f32,
+    beta: f32,
+}
+
+/// The largest `MR * NR` of any kernel (the scalar epilogue's buffer).
+const MAX_TILE: usize = 1024;
+
+/// A micro-kernel: an `MR x NR` tile of `C`.
 trait Micro {
     const MR: usize;
     const NR: usize;
-    /// `C[..rows][..cols] = fma(alpha, ab, beta * C)` (C not read when `beta == 0`), where
-    /// `ab[i][j]` is the FMA chain over `p < kc` of `ap[p * MR + i] * bp[p * NR + j]`.
+    /// # Safety
+    /// `1 <= t.rows <= MR`, `1 <= t.cols <= NR`; every element of `A` and `B` the tile
+    /// addresses (`i < rows`, `p < kc`, `j < NR`) is readable; every `c + i * rsc + j * csc`
+    /// with `i < rows`, `j < cols` is inside `C`'s allocation and aliases neither.
+    unsafe fn tile(t: &Tile);
+
+    /// [`pack_b`]: packs `B[..kc][..cols]` as `bp[p][j]` (row stride `NR`), zero past `cols`.
     ///
     /// # Safety
-    /// `ap` holds `kc * MR` and `bp` `kc * NR` elements; `rows <= MR`, `cols <= NR`; every
-    /// `c + i * rsc + j * csc` with `i < rows`, `j < cols` is inside `C`'s allocation.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(
-        kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-        rows: usize,
-        cols: usize,
-        alpha: f32,
-        beta: f32,
-    );
+    /// As [`pack_b`].
+    unsafe fn pack(bp: &mut [f32], kc: usize, cols: usize, b: *const f32, rsb: isize, csb: isize) {
+        // SAFETY: forwarded.
+        unsafe { pack_b(bp, Self::NR, kc, cols, b, rsb, csb) }
+    }
 }
 
 /// The scalar epilogue for a tile of any strides: the same `fma(alpha, ab, beta * c)`.
@@ -152,32 +168,28 @@ trait Micro {
 /// # Safety
 /// As [`Micro::tile`]'s `c` contract; `ab` is `rows x nr` row-major (row stride `nr`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn store_scalar(
-    ab: &[f32],
-    nr: usize,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
-    rows: usize,
-    cols: usize,
-    alpha: f32,
-    beta: f32,
-) {
-    for i in 0..rows {
-        for j in 0..cols {
+unsafe fn store_scalar(ab: &[f32], nr: usize, t: &Tile) {
+    for i in 0..t.rows {
+        for j in 0..t.cols {
             // SAFETY: `i < rows`, `j < cols`: inside C by the caller's contract.
-            let p = unsafe { c.offset(i as isize * rsc + j as isize * csc) };
+            let p = unsafe { t.c.offset(i as isize * t.rsc + j as isize * t.csc) };
             // SAFETY: as above.
-            let cv = if beta != 0.0 {
-                (unsafe { *p }) * beta
+            let cv = if t.beta != 0.0 {
+                (unsafe { *p }) * t.beta
             } else {
                 0.0
             };
             // SAFETY: as above.
-            unsafe { *p = alpha.mul_add(ab[i * nr + j], cv) };
+            unsafe { *p = t.alpha.mul_add(ab[i * nr + j], cv) };
         }
     }
+}
+
+/// Row pointers of `A` for a tile, rows past `rows` clamped to the last one (computed, never
+/// stored), so the kernel's loop has no edge case.
+#[inline(always)]
+fn a_rows<const MR: usize>(t: &Tile) -> [*const f32; MR] {
+    std::array::from_fn(|i| t.a.wrapping_offset(i.min(t.rows - 1) as isize * t.ars))
 }
 
 struct Portable;
@@ -185,119 +197,183 @@ struct Portable;
 impl Micro for Portable {
     const MR: usize = 4;
     const NR: usize = 16;
-    unsafe fn tile(
-        kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-        rows: usize,
-        cols: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn tile(t: &Tile) {
         const MR: usize = Portable::MR;
         const NR: usize = Portable::NR;
-        // SAFETY: the caller guarantees `kc * MR` and `kc * NR` elements behind the pointers.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(ap, kc * MR),
-                std::slice::from_raw_parts(bp, kc * NR),
-            )
-        };
+        let rows = a_rows::<MR>(t);
         let mut ab = [0.0f32; MR * NR];
-        for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            for i in 0..MR {
+        for p in 0..t.kc as isize {
+            // SAFETY: row `p < kc` of B has `NR` readable elements (the contract).
+            let bv = unsafe { std::slice::from_raw_parts(t.b.offset(p * t.ldb), NR) };
+            for (i, row) in rows.iter().enumerate() {
+                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+                let a = unsafe { *row.offset(p * t.acs) };
                 for j in 0..NR {
-                    ab[i * NR + j] = av[i].mul_add(bv[j], ab[i * NR + j]);
+                    ab[i * NR + j] = a.mul_add(bv[j], ab[i * NR + j]);
                 }
             }
         }
         // SAFETY: forwarded from this function's contract.
-        unsafe { store_scalar(&ab, NR, c, rsc, csc, rows, cols, alpha, beta) }
+        unsafe { store_scalar(&ab, NR, t) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{store_scalar, Micro};
+    use super::{a_rows, store_scalar, Micro, Tile, MAX_TILE};
     use std::arch::x86_64::*;
 
-    pub(super) struct Avx512;
+    /// AVX-512F: `MR` rows x `NV` vectors of 16.
+    pub(super) struct Avx512<const MR: usize, const NV: usize>;
 
-    impl Micro for Avx512 {
-        const MR: usize = 8;
-        const NR: usize = 32;
-        unsafe fn tile(
-            kc: usize,
-            ap: *const f32,
-            bp: *const f32,
-            c: *mut f32,
-            rsc: isize,
-            csc: isize,
-            rows: usize,
-            cols: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
+    impl<const MR: usize, const NV: usize> Micro for Avx512<MR, NV> {
+        const MR: usize = MR;
+        const NR: usize = 16 * NV;
+        unsafe fn tile(t: &Tile) {
             // SAFETY: this kernel is only selected when `avx512f` was detected
             // (`Kernel::supported`); the memory contract is forwarded.
-            unsafe { tile_avx512(kc, ap, bp, c, rsc, csc, rows, cols, alpha, beta) }
+            unsafe { tile_avx512::<MR, NV>(t) }
+        }
+
+        unsafe fn pack(
+            bp: &mut [f32],
+            kc: usize,
+            cols: usize,
+            b: *const f32,
+            rsb: isize,
+            csb: isize,
+        ) {
+            if rsb == 1 && bp.len() >= kc * 16 * NV {
+                // SAFETY: `avx512f` was detected (`Kernel::supported`); `bp` holds the panel
+                // (checked above) and the columns of B are inside B (the contract).
+                unsafe { pack_t_avx512(bp, 16 * NV, kc, cols, b, csb) }
+            } else {
+                // SAFETY: forwarded.
+                unsafe { super::pack_b(bp, 16 * NV, kc, cols, b, rsb, csb) }
+            }
         }
     }
 
+    /// Packs a `B` stored transposed (column `j` contiguous along `p` at `b + j * csb`) into
+    /// `bp[p][j]`, row stride `nr` (a multiple of 16), through 16 x 16 in-register transposes:
+    /// a quarter of the scalar copy's cost on the weight-gradient shapes. Data movement only.
+    ///
+    /// # Safety
+    /// `avx512f` is available; `bp.len() >= kc * nr`; `b + j * csb + p` is inside B for
+    /// `j < cols <= nr`, `p < kc`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx512(
+    unsafe fn pack_t_avx512(
+        bp: &mut [f32],
+        nr: usize,
         kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-        rows: usize,
         cols: usize,
-        alpha: f32,
-        beta: f32,
+        b: *const f32,
+        csb: isize,
     ) {
-        const MR: usize = Avx512::MR;
-        const NR: usize = Avx512::NR;
-        const NV: usize = NR / 16;
+        debug_assert!(nr.is_multiple_of(16) && bp.len() >= kc * nr && cols <= nr);
+        for j0 in (0..nr).step_by(16) {
+            for p0 in (0..kc).step_by(16) {
+                let plen = (kc - p0).min(16);
+                let pmask: __mmask16 = ((1u32 << plen) - 1) as __mmask16;
+                let r: [__m512; 16] = std::array::from_fn(|j| {
+                    if j0 + j < cols {
+                        // SAFETY: column `j0 + j < cols`, rows `p0 .. p0 + plen <= kc` are
+                        // inside B; masked lanes are not read.
+                        unsafe {
+                            _mm512_maskz_loadu_ps(
+                                pmask,
+                                b.offset((j0 + j) as isize * csb + p0 as isize),
+                            )
+                        }
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let out = transpose16(r);
+                for (q, v) in out.iter().enumerate().take(plen) {
+                    // SAFETY: `(p0 + q) * nr + j0 + 16 <= kc * nr <= bp.len()`.
+                    unsafe { _mm512_storeu_ps(bp.as_mut_ptr().add((p0 + q) * nr + j0), *v) };
+                }
+            }
+        }
+    }
+
+    /// `out[q]` lane `j` = `r[j]` lane `q`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // Pairs of rows interleaved by 32 bits, then by 64 bits: each 128-bit block of `u[4 g + h]`
+        // holds elements `h, h + 4, h + 8, h + 12` (one per block) of rows `4 g .. 4 g + 4`.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let g = i / 4;
+            let (x, y) = (
+                _mm512_castps_pd(t[4 * g + (i % 4) / 2]),
+                _mm512_castps_pd(t[4 * g + 2 + (i % 4) / 2]),
+            );
+            _mm512_castpd_ps(if i % 2 == 0 {
+                _mm512_unpacklo_pd(x, y)
+            } else {
+                _mm512_unpackhi_pd(x, y)
+            })
+        });
+        // u[4 g + h]: 128-bit block `blk` = element `h + 4 blk` of rows 4g..4g+4.
+        // Gather block `blk` of u[h], u[4 + h], u[8 + h], u[12 + h] into out[h + 4 blk].
+        let mut out = [_mm512_setzero_ps(); 16];
+        for h in 0..4 {
+            let lo02 = _mm512_shuffle_f32x4::<0x88>(u[h], u[4 + h]);
+            let hi02 = _mm512_shuffle_f32x4::<0x88>(u[8 + h], u[12 + h]);
+            let lo13 = _mm512_shuffle_f32x4::<0xDD>(u[h], u[4 + h]);
+            let hi13 = _mm512_shuffle_f32x4::<0xDD>(u[8 + h], u[12 + h]);
+            out[h] = _mm512_shuffle_f32x4::<0x88>(lo02, hi02);
+            out[h + 8] = _mm512_shuffle_f32x4::<0xDD>(lo02, hi02);
+            out[h + 4] = _mm512_shuffle_f32x4::<0x88>(lo13, hi13);
+            out[h + 12] = _mm512_shuffle_f32x4::<0xDD>(lo13, hi13);
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn tile_avx512<const MR: usize, const NV: usize>(t: &Tile) {
+        let rows = a_rows::<MR>(t);
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        let (mut ap, mut bp) = (ap, bp);
-        for _ in 0..kc {
-            // SAFETY: `p < kc`: row `p` of the packed panels is in bounds.
+        let (mut b, mut pa) = (t.b, 0isize);
+        for _ in 0..t.kc {
+            // SAFETY: row `p < kc` of B has `16 NV` readable elements (the contract).
             let bv: [__m512; NV] =
-                std::array::from_fn(|v| unsafe { _mm512_loadu_ps(bp.add(16 * v)) });
-            for (i, row) in acc.iter_mut().enumerate() {
-                // SAFETY: as above.
-                let a = _mm512_set1_ps(unsafe { *ap.add(i) });
+                std::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
+            for (row, a) in acc.iter_mut().zip(&rows) {
+                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+                let a = _mm512_set1_ps(unsafe { *a.offset(pa) });
                 for (acc, &b) in row.iter_mut().zip(&bv) {
                     *acc = _mm512_fmadd_ps(a, b, *acc);
                 }
             }
-            // SAFETY: one packed row on; the last step points one past the panels.
-            unsafe {
-                ap = ap.add(MR);
-                bp = bp.add(NR);
-            }
+            b = b.wrapping_offset(t.ldb);
+            pa += t.acs;
         }
-        let alphav = _mm512_set1_ps(alpha);
-        if csc == 1 {
-            for (i, row) in acc.iter().enumerate().take(rows) {
+        if t.csc == 1 {
+            let alphav = _mm512_set1_ps(t.alpha);
+            for (i, row) in acc.iter().enumerate().take(t.rows) {
                 for (v, &ab) in row.iter().enumerate() {
-                    let lanes = cols.saturating_sub(16 * v).min(16);
+                    let lanes = t.cols.saturating_sub(16 * v).min(16);
                     if lanes == 0 {
                         break;
                     }
                     let mask: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
-                    // SAFETY: row `i < rows` and lanes `16 v .. 16 v + lanes < cols` of C are
-                    // inside C (caller's contract); masked lanes are neither read nor written.
+                    // SAFETY: row `i < rows` and lanes `16 v .. 16 v + lanes <= cols` of C are
+                    // inside C (the contract); masked lanes are neither read nor written.
                     unsafe {
-                        let p = c.offset(i as isize * rsc + 16 * v as isize);
-                        let cv = if beta != 0.0 {
-                            _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, p), _mm512_set1_ps(beta))
+                        let p = t.c.offset(i as isize * t.rsc + 16 * v as isize);
+                        let cv = if t.beta != 0.0 {
+                            _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, p), _mm512_set1_ps(t.beta))
                         } else {
                             _mm512_setzero_ps()
                         };
@@ -306,86 +382,59 @@ mod x86 {
                 }
             }
         } else {
-            let mut ab = [0.0f32; MR * NR];
+            let mut ab = [0.0f32; MAX_TILE];
             for (i, row) in acc.iter().enumerate() {
                 for (v, &x) in row.iter().enumerate() {
-                    // SAFETY: `i * NR + 16 v + 16 <= MR * NR`.
-                    unsafe { _mm512_storeu_ps(ab.as_mut_ptr().add(i * NR + 16 * v), x) };
+                    // SAFETY: `(i * NV + v) * 16 + 16 <= MR * NV * 16`.
+                    unsafe { _mm512_storeu_ps(ab.as_mut_ptr().add((i * NV + v) * 16), x) };
                 }
             }
             // SAFETY: forwarded from this function's contract.
-            unsafe { store_scalar(&ab, NR, c, rsc, csc, rows, cols, alpha, beta) }
+            unsafe { store_scalar(&ab, 16 * NV, t) }
         }
     }
 
-    pub(super) struct Avx2Fma;
+    /// AVX2 + FMA: `MR` rows x `NV` vectors of 8.
+    pub(super) struct Avx2Fma<const MR: usize, const NV: usize>;
 
-    impl Micro for Avx2Fma {
-        const MR: usize = 8;
-        const NR: usize = 16;
-        unsafe fn tile(
-            kc: usize,
-            ap: *const f32,
-            bp: *const f32,
-            c: *mut f32,
-            rsc: isize,
-            csc: isize,
-            rows: usize,
-            cols: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
+    impl<const MR: usize, const NV: usize> Micro for Avx2Fma<MR, NV> {
+        const MR: usize = MR;
+        const NR: usize = 8 * NV;
+        unsafe fn tile(t: &Tile) {
             // SAFETY: this kernel is only selected when `avx2` and `fma` were detected
             // (`Kernel::supported`); the memory contract is forwarded.
-            unsafe { tile_avx2(kc, ap, bp, c, rsc, csc, rows, cols, alpha, beta) }
+            unsafe { tile_avx2::<MR, NV>(t) }
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx2(
-        kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-        rows: usize,
-        cols: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        const MR: usize = Avx2Fma::MR;
-        const NR: usize = Avx2Fma::NR;
-        const NV: usize = NR / 8;
+    unsafe fn tile_avx2<const MR: usize, const NV: usize>(t: &Tile) {
+        let rows = a_rows::<MR>(t);
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        let (mut ap, mut bp) = (ap, bp);
-        for _ in 0..kc {
-            // SAFETY: `p < kc`: row `p` of the packed panels is in bounds.
+        let (mut b, mut pa) = (t.b, 0isize);
+        for _ in 0..t.kc {
+            // SAFETY: row `p < kc` of B has `8 NV` readable elements (the contract).
             let bv: [__m256; NV] =
-                std::array::from_fn(|v| unsafe { _mm256_loadu_ps(bp.add(8 * v)) });
-            for (i, row) in acc.iter_mut().enumerate() {
-                // SAFETY: as above.
-                let a = _mm256_set1_ps(unsafe { *ap.add(i) });
+                std::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(8 * v)) });
+            for (row, a) in acc.iter_mut().zip(&rows) {
+                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+                let a = _mm256_set1_ps(unsafe { *a.offset(pa) });
                 for (acc, &b) in row.iter_mut().zip(&bv) {
                     *acc = _mm256_fmadd_ps(a, b, *acc);
                 }
             }
-            // SAFETY: one packed row on; the last step points one past the panels.
-            unsafe {
-                ap = ap.add(MR);
-                bp = bp.add(NR);
-            }
+            b = b.wrapping_offset(t.ldb);
+            pa += t.acs;
         }
-        if csc == 1 && cols == NR {
-            let alphav = _mm256_set1_ps(alpha);
-            for (i, row) in acc.iter().enumerate().take(rows) {
+        if t.csc == 1 && t.cols == 8 * NV {
+            let alphav = _mm256_set1_ps(t.alpha);
+            for (i, row) in acc.iter().enumerate().take(t.rows) {
                 for (v, &ab) in row.iter().enumerate() {
                     // SAFETY: row `i < rows`, columns `8 v .. 8 v + 8 <= cols` are inside C.
                     unsafe {
-                        let p = c.offset(i as isize * rsc + 8 * v as isize);
-                        let cv = if beta != 0.0 {
-                            _mm256_mul_ps(_mm256_loadu_ps(p), _mm256_set1_ps(beta))
+                        let p = t.c.offset(i as isize * t.rsc + 8 * v as isize);
+                        let cv = if t.beta != 0.0 {
+                            _mm256_mul_ps(_mm256_loadu_ps(p), _mm256_set1_ps(t.beta))
                         } else {
                             _mm256_setzero_ps()
                         };
@@ -394,23 +443,23 @@ mod x86 {
                 }
             }
         } else {
-            let mut ab = [0.0f32; MR * NR];
+            let mut ab = [0.0f32; MAX_TILE];
             for (i, row) in acc.iter().enumerate() {
                 for (v, &x) in row.iter().enumerate() {
-                    // SAFETY: `i * NR + 8 v + 8 <= MR * NR`.
-                    unsafe { _mm256_storeu_ps(ab.as_mut_ptr().add(i * NR + 8 * v), x) };
+                    // SAFETY: `(i * NV + v) * 8 + 8 <= MR * NV * 8`.
+                    unsafe { _mm256_storeu_ps(ab.as_mut_ptr().add((i * NV + v) * 8), x) };
                 }
             }
             // SAFETY: forwarded from this function's contract.
-            unsafe { store_scalar(&ab, NR, c, rsc, csc, rows, cols, alpha, beta) }
+            unsafe { store_scalar(&ab, 8 * NV, t) }
         }
     }
 }
 
 thread_local! {
-    /// Packing buffers, one pair per thread, reused across calls (the layers call small GEMMs
-    /// thousands of times per epoch).
-    static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The packing buffer of `B`, one per thread, reused across calls (the layers call small
+    /// GEMMs thousands of times per epoch).
+    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `c = alpha * a * b + beta * c` with the given kernel, in `matrixmultiply`'s order.
@@ -440,16 +489,6 @@ pub(crate) unsafe fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    // The micro-kernels store rows of C along j: a column-major C is the transposed product
-    // (`C^T = B^T A^T`), which has the same chains (an FMA's product is commutative and exact).
-    if csc != 1 && rsc == 1 {
-        // SAFETY: the same elements, addressed through transposed views.
-        return unsafe {
-            sgemm(
-                kernel, n, k, m, alpha, b, csb, rsb, a, csa, rsa, beta, c, csc, rsc,
-            )
-        };
-    }
     if k == 0 {
         // matrixmultiply's `c_to_beta_c`.
         for i in 0..m {
@@ -463,114 +502,58 @@ pub(crate) unsafe fn sgemm(
         }
         return;
     }
+    if kernel == Kernel::Reference {
+        // SAFETY: forwarded from this function's contract.
+        return unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        };
+    }
+    let p = Problem {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        beta,
+        c,
+        rsc,
+        csc,
+    };
+    // The micro-kernels vectorise along `j`, so `B` must be read along its columns: a `B`
+    // stored transposed is transposed into the packing buffer. The transposed product
+    // (`C^T = B^T A^T`, the same FMA chains: a product is commutative and exact) may need less of
+    // that, at the price of a scalar store of `C`: pick the cheaper (counted in elements moved).
+    let cost = |p: &Problem| {
+        let transpose_b = if p.csb == 1 { 0 } else { p.k * p.n };
+        let scalar_c = if p.csc == 1 {
+            0
+        } else {
+            p.m * p.n * p.k.div_ceil(KC)
+        };
+        transpose_b + scalar_c
+    };
+    let t = p.transposed();
+    let p = if cost(&t) < cost(&p) { t } else { p };
     // SAFETY (all arms): forwarded from this function's contract; the kernel is supported.
     match kernel {
-        Kernel::Reference => unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        },
-        Kernel::Portable => unsafe {
-            drive::<Portable>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        },
+        Kernel::Reference | Kernel::Portable => unsafe { drive::<Portable>(&p) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe {
-            drive::<x86::Avx512>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        },
+        Kernel::Avx512 => unsafe { drive::<x86::Avx512<8, 2>>(&p) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Fma => unsafe {
-            drive::<x86::Avx2Fma>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        },
+        Kernel::Avx2Fma => unsafe { drive::<x86::Avx2Fma<6, 2>>(&p) },
         #[cfg(not(target_arch = "x86_64"))]
-        Kernel::Avx512 | Kernel::Avx2Fma => unsafe {
-            drive::<Portable>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        },
+        Kernel::Avx512 | Kernel::Avx2Fma => unsafe { drive::<Portable>(&p) },
     }
 }
 
-/// Packs `B[p0 .. p0 + kc][j0 .. j0 + nc]` into panels of `NR` columns, `bp[panel][p][j]`,
-/// zero-filled past column `nc`.
-///
-/// # Safety
-/// The addressed elements of `B` are inside its allocation.
-#[allow(clippy::too_many_arguments)]
-unsafe fn pack_b(
-    bp: &mut [f32],
-    nr: usize,
-    kc: usize,
-    nc: usize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-) {
-    for (panel, dst) in bp.chunks_exact_mut(kc * nr).enumerate() {
-        let j0 = panel * nr;
-        if j0 >= nc {
-            break;
-        }
-        let cols = (nc - j0).min(nr);
-        if csb == 1 {
-            for (p, row) in dst.chunks_exact_mut(nr).enumerate() {
-                // SAFETY: row `p < kc`, columns `j0 .. j0 + cols` of the block are inside B.
-                let src = unsafe {
-                    std::slice::from_raw_parts(b.offset(p as isize * rsb + j0 as isize), cols)
-                };
-                row[..cols].copy_from_slice(src);
-                row[cols..].fill(0.0);
-            }
-        } else {
-            if cols < nr {
-                dst.fill(0.0);
-            }
-            for j in 0..cols {
-                let col = b.wrapping_offset((j0 + j) as isize * csb);
-                for p in 0..kc {
-                    // SAFETY: `p < kc`, `j0 + j < nc`: inside B.
-                    dst[p * nr + j] = unsafe { *col.offset(p as isize * rsb) };
-                }
-            }
-        }
-    }
-}
-
-/// Packs `A[i0 .. i0 + rows][p0 .. p0 + kc]` as `ap[p][i]`, zero-filled past row `rows`.
-///
-/// # Safety
-/// The addressed elements of `A` are inside its allocation.
-unsafe fn pack_a(
-    ap: &mut [f32],
-    mr: usize,
-    kc: usize,
-    rows: usize,
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-) {
-    if rows < mr {
-        ap.fill(0.0);
-    }
-    if rsa == 1 {
-        for (p, dst) in ap.chunks_exact_mut(mr).enumerate().take(kc) {
-            // SAFETY: column `p < kc`, rows `..rows` of the block are inside A.
-            let src = unsafe { std::slice::from_raw_parts(a.offset(p as isize * csa), rows) };
-            dst[..rows].copy_from_slice(src);
-        }
-    } else {
-        for i in 0..rows {
-            let row = a.wrapping_offset(i as isize * rsa);
-            for p in 0..kc {
-                // SAFETY: `i < rows`, `p < kc`: inside A.
-                ap[p * mr + i] = unsafe { *row.offset(p as isize * csa) };
-            }
-        }
-    }
-}
-
-/// The blocked loops around a micro-kernel: `n` in blocks of [`NC`], `k` in blocks of [`KC`]
-/// (in order: the order of the block adds), `m` in panels of `MR`, `n` in panels of `NR`.
-///
-/// # Safety
-/// As [`sgemm`], with `m, n, k > 0`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn drive<K: Micro>(
+/// A GEMM's operands, as [`sgemm`] takes them.
+#[derive(Clone, Copy)]
+struct Problem {
     m: usize,
     k: usize,
     n: usize,
@@ -585,65 +568,132 @@ unsafe fn drive<K: Micro>(
     c: *mut f32,
     rsc: isize,
     csc: isize,
+}
+
+impl Problem {
+    /// `C^T = B^T A^T`: the same elements through transposed views.
+    fn transposed(&self) -> Self {
+        Self {
+            m: self.n,
+            n: self.m,
+            a: self.b,
+            rsa: self.csb,
+            csa: self.rsb,
+            b: self.a,
+            rsb: self.csa,
+            csb: self.rsa,
+            rsc: self.csc,
+            csc: self.rsc,
+            ..*self
+        }
+    }
+}
+
+/// Packs `B[..kc][j0 .. j0 + cols]` as `bp[p][j]` (row stride `nr`), zero past `cols`.
+///
+/// # Safety
+/// The addressed elements of `B` are inside its allocation.
+unsafe fn pack_b(
+    bp: &mut [f32],
+    nr: usize,
+    kc: usize,
+    cols: usize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
 ) {
+    if cols < nr {
+        bp.fill(0.0);
+    }
+    if csb == 1 {
+        for (p, row) in bp.chunks_exact_mut(nr).enumerate().take(kc) {
+            // SAFETY: row `p < kc`, columns `..cols` are inside B.
+            let src = unsafe { std::slice::from_raw_parts(b.offset(p as isize * rsb), cols) };
+            row[..cols].copy_from_slice(src);
+        }
+    } else {
+        for j in 0..cols {
+            let col = b.wrapping_offset(j as isize * csb);
+            for p in 0..kc {
+                // SAFETY: `p < kc`, `j < cols`: inside B.
+                bp[p * nr + j] = unsafe { *col.offset(p as isize * rsb) };
+            }
+        }
+    }
+}
+
+/// Columns of `B` per block (`KC * NC * 4` bytes = 1 MiB at most packed, within L2). Tiling
+/// only: it changes no rounding.
+const NC: usize = 1024;
+
+/// The blocked loops around a micro-kernel: `n` in blocks of [`NC`], `k` in blocks of [`KC`]
+/// (in order: the order of the block adds), `m` in tiles of `MR` (`A` read in place, the
+/// tile's rows staying in L1 while the loop runs along `n`), `n` in panels of `NR` (packed
+/// when `B` is not stored along `j`, or for a ragged last panel; read in place otherwise).
+///
+/// # Safety
+/// As [`sgemm`], with `m, n, k > 0`.
+unsafe fn drive<K: Micro>(p: &Problem) {
     let (mr, nr) = (K::MR, K::NR);
-    let kc_max = k.min(KC);
-    let nc_max = n.min(NC).div_ceil(nr) * nr;
-    PACK.with_borrow_mut(|(ap, bp)| {
-        ap.resize(kc_max * mr, 0.0);
-        bp.resize(kc_max * nc_max, 0.0);
-        for j0 in (0..n).step_by(NC) {
-            let nc = (n - j0).min(NC);
+    debug_assert!(mr * nr <= MAX_TILE);
+    let pack_all = p.csb != 1;
+    PACK.with_borrow_mut(|bp| {
+        let panels_max = p.n.min(NC).div_ceil(nr);
+        bp.resize(
+            p.k.min(KC) * nr * if pack_all { panels_max } else { 1 },
+            0.0,
+        );
+        for j0 in (0..p.n).step_by(NC) {
+            let nc = (p.n - j0).min(NC);
             let panels = nc.div_ceil(nr);
-            for (block, p0) in (0..k).step_by(KC).enumerate() {
-                let kc = (k - p0).min(KC);
-                let beta_block = if block == 0 { beta } else { 1.0 };
-                let bp = &mut bp[..panels * kc * nr];
-                // SAFETY: rows `p0 .. p0 + kc` and columns `j0 .. j0 + nc` are inside B.
-                unsafe {
-                    pack_b(
-                        bp,
-                        nr,
-                        kc,
-                        nc,
-                        b.wrapping_offset(p0 as isize * rsb + j0 as isize * csb),
-                        rsb,
-                        csb,
-                    )
-                };
-                for i0 in (0..m).step_by(mr) {
-                    let rows = (m - i0).min(mr);
-                    let ap = &mut ap[..kc * mr];
-                    // SAFETY: rows `i0 .. i0 + rows`, columns `p0 .. p0 + kc` are inside A.
-                    unsafe {
-                        pack_a(
-                            ap,
-                            mr,
-                            kc,
-                            rows,
-                            a.wrapping_offset(i0 as isize * rsa + p0 as isize * csa),
-                            rsa,
-                            csa,
-                        )
-                    };
+            for (block, p0) in (0..p.k).step_by(KC).enumerate() {
+                let kc = (p.k - p0).min(KC);
+                let beta = if block == 0 { p.beta } else { 1.0 };
+                let a = p.a.wrapping_offset(p0 as isize * p.csa);
+                let b =
+                    p.b.wrapping_offset(p0 as isize * p.rsb + j0 as isize * p.csb);
+                let c = p.c.wrapping_offset(j0 as isize * p.csc);
+                // Pack what is packed: every panel, or only a ragged last one.
+                for panel in 0..panels {
+                    let cols = (nc - panel * nr).min(nr);
+                    if pack_all || cols < nr {
+                        let at = if pack_all { panel } else { 0 };
+                        let dst = &mut bp[at * kc * nr..(at + 1) * kc * nr];
+                        let src = b.wrapping_offset((panel * nr) as isize * p.csb);
+                        // SAFETY: rows `p0 .. p0 + kc` and the panel's columns are inside B.
+                        unsafe { K::pack(dst, kc, cols, src, p.rsb, p.csb) };
+                    }
+                }
+                for i0 in (0..p.m).step_by(mr) {
                     for panel in 0..panels {
                         let jp = panel * nr;
-                        // SAFETY: the packed panels hold `kc * MR` and `kc * NR` elements; the
-                        // tile's `rows x cols` corner of C, at `(i0, j0 + jp)`, is inside C.
-                        unsafe {
-                            K::tile(
-                                kc,
-                                ap.as_ptr(),
-                                bp.as_ptr().add(panel * kc * nr),
-                                c.wrapping_offset(i0 as isize * rsc + (j0 + jp) as isize * csc),
-                                rsc,
-                                csc,
-                                rows,
-                                (nc - jp).min(nr),
-                                alpha,
-                                beta_block,
-                            )
+                        let cols = (nc - jp).min(nr);
+                        let (b_tile, ldb) = if pack_all {
+                            (bp[panel * kc * nr..].as_ptr(), nr as isize)
+                        } else if cols < nr {
+                            (bp.as_ptr(), nr as isize)
+                        } else {
+                            (b.wrapping_offset(jp as isize), p.rsb)
                         };
+                        let t = Tile {
+                            kc,
+                            a: a.wrapping_offset(i0 as isize * p.rsa),
+                            ars: p.rsa,
+                            acs: p.csa,
+                            rows: (p.m - i0).min(mr),
+                            b: b_tile,
+                            ldb,
+                            c: c.wrapping_offset(i0 as isize * p.rsc + jp as isize * p.csc),
+                            rsc: p.rsc,
+                            csc: p.csc,
+                            cols,
+                            alpha: p.alpha,
+                            beta,
+                        };
+                        // SAFETY: the tile's rows of A, its `kc` rows of B (all `NR` columns:
+                        // read in place only for a full panel) and its corner of C are inside
+                        // their allocations by this function's contract.
+                        unsafe { K::tile(&t) };
                     }
                 }
             }
