@@ -673,7 +673,7 @@ unsafe fn drive<K: Micro>(p: &Problem) {
                         } else if cols < nr {
                             (bp.as_ptr(), nr as isize)
                         } else {
-                            (b.wrapping_offset(jp as isize), p.rsb)
+                            (b.wrapping_add(jp), p.rsb)
                         };
                         let t = Tile {
                             kc,
