@@ -169,8 +169,15 @@ trait Micro {
 /// As [`Micro::tile`]'s `c` contract; `ab` is `rows x nr` row-major (row stride `nr`).
 #[inline(always)]
 unsafe fn store_scalar(ab: &[f32], nr: usize, t: &Tile) {
-    for i in 0..t.rows {
-        for j in 0..t.cols {
+    // Along C's contiguous direction innermost (a column-major C is the transposed product's).
+    let (outer, inner) = if t.rsc == 1 {
+        (t.cols, t.rows)
+    } else {
+        (t.rows, t.cols)
+    };
+    for o in 0..outer {
+        for q in 0..inner {
+            let (i, j) = if t.rsc == 1 { (q, o) } else { (o, q) };
             // SAFETY: `i < rows`, `j < cols`: inside C by the caller's contract.
             let p = unsafe { t.c.offset(i as isize * t.rsc + j as isize * t.csc) };
             // SAFETY: as above.
@@ -528,12 +535,18 @@ pub(crate) unsafe fn sgemm(
     // stored transposed is transposed into the packing buffer. The transposed product
     // (`C^T = B^T A^T`, the same FMA chains: a product is commutative and exact) may need less of
     // that, at the price of a scalar store of `C`: pick the cheaper (counted in elements moved).
+    // The AVX-512 kernel transposes 16 x 16 blocks in registers, about 4 times the scalar rate.
+    let transpose_cost = if kernel == Kernel::Avx512 { 1 } else { 4 };
     let cost = |p: &Problem| {
-        let transpose_b = if p.csb == 1 { 0 } else { p.k * p.n };
+        let transpose_b = if p.csb == 1 {
+            0
+        } else {
+            p.k * p.n * transpose_cost
+        };
         let scalar_c = if p.csc == 1 {
             0
         } else {
-            p.m * p.n * p.k.div_ceil(KC)
+            p.m * p.n * p.k.div_ceil(KC) * 4
         };
         transpose_b + scalar_c
     };
