@@ -112,7 +112,7 @@ pub fn backward<T: Scalar>(
 ) {
     let (oh, ow) = (h / 2, w / 2);
     let dx = &mut dx[..planes * h * w];
-    if h % 2 == 0 && w % 2 == 0 {
+    if h.is_multiple_of(2) && w.is_multiple_of(2) {
         // Windows tile the plane: each window's four elements are written once (the winner's
         // gradient or zero), instead of a fill of the whole plane followed by a scatter.
         for ((d, g), arg) in dx
