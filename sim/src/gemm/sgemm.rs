@@ -677,8 +677,16 @@ unsafe fn drive<K: Micro>(p: &Problem) {
                         unsafe { K::pack(dst, kc, cols, src, p.rsb, p.csb) };
                     }
                 }
-                for i0 in (0..p.m).step_by(mr) {
-                    for panel in 0..panels {
+                let tiles = p.m.div_ceil(mr);
+                // Packed B: each panel (`kc x NR`) stays in L1 while the tiles of A pass;
+                // B read in place: each tile of A stays in L1 while the panels pass.
+                for step in 0..tiles * panels {
+                    let (i0, panel) = if pack_all {
+                        (step % tiles * mr, step / tiles)
+                    } else {
+                        (step / panels * mr, step % panels)
+                    };
+                    {
                         let jp = panel * nr;
                         let cols = (nc - jp).min(nr);
                         let (b_tile, ldb) = if pack_all {
