@@ -2,7 +2,7 @@
 //! (`/proc/thread-self/schedstat`, Linux) rather than wall time, so that the figures hold on a
 //! machine shared with other jobs (criterion's wall-clock figures in `benches/sim.rs` do not);
 //! and one core's AVX-512 FMA throughput (16 independent chains), the peak the GEMMs are
-//! measured against. Best of 3 runs of about 2 GFLOP each.
+//! measured against. Best of 3 runs of about 16 GFLOP each (about 0.1-0.3 s: the CPU time advances in scheduler ticks, 4 ms here).
 //!
 //! ```sh
 //! cargo run --release -p halfscale-sim --example gemm_cpu_time
@@ -38,7 +38,7 @@ fn fma_peak() -> Option<f64> {
     use std::arch::x86_64::*;
     let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
     let mut x = [a; 16];
-    let iters = 20_000_000u64;
+    let iters = 200_000_000u64;
     let t = cpu_ns()?;
     for _ in 0..iters {
         // Sixteen independent chains: enough to cover the FMA latency on two ports.
@@ -109,7 +109,7 @@ fn main() {
             Mat::row_major(&b, k, n)
         };
         let flops = 2.0 * (m * k * n) as f64;
-        let iters = (2e9 / flops) as usize + 1;
+        let iters = (1.6e10 / flops) as usize + 1;
         print!("{name:28}");
         for (slot, &kernel) in total.iter_mut().zip(&kernels) {
             let mut best = f64::MAX;
