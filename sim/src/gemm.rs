@@ -43,6 +43,16 @@ pub trait Scalar:
     fn ln(self) -> Self;
     fn is_nan(self) -> bool;
     fn div(self, rhs: Self) -> Self;
+    /// [`gemm_bias_rows`] after its bias check: fill each row of `c` with its bias, then
+    /// [`gemm`] with `alpha = beta = 1`. f32 overrides it with the kernels' bias epilogue.
+    fn gemm_bias_rows(bias: &[Self], a: Mat<'_, Self>, b: Mat<'_, Self>, c: MatMut<'_, Self>) {
+        for (i, &v) in bias.iter().enumerate().take(c.rows) {
+            for j in 0..c.cols {
+                c.data[i * c.row_stride + j * c.col_stride] = v;
+            }
+        }
+        gemm(Self::ONE, a, b, Self::ONE, c);
+    }
     /// `c = alpha * a * b + beta * c`, strides in elements.
     ///
     /// # Safety
@@ -68,8 +78,9 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path $(, $extra:item)*) => {
         impl Scalar for $t {
+            $($extra)*
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
@@ -156,6 +167,7 @@ unsafe fn sgemm_active(
             rsb,
             csb,
             beta,
+            std::ptr::null(),
             c,
             rsc,
             csc,
@@ -163,7 +175,14 @@ unsafe fn sgemm_active(
     }
 }
 
-impl_scalar!(f32, sgemm_active);
+impl_scalar!(
+    f32,
+    sgemm_active,
+    fn gemm_bias_rows(bias: &[f32], a: Mat<'_, f32>, b: Mat<'_, f32>, c: MatMut<'_, f32>) {
+        gemm_f32_bias_with(Kernel::active(), 1.0, a, b, 1.0, Some(bias), c)
+            .expect("the active kernel is supported");
+    }
+);
 impl_scalar!(f64, matrixmultiply::dgemm);
 
 /// A read-only strided matrix view.
@@ -262,6 +281,21 @@ pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMu
     }
 }
 
+/// `c[i][j] = bias[i] + (a b)[i][j]`: the same bits as filling row `i` of `c` with `bias[i]`
+/// and calling [`gemm`] with `alpha = beta = 1` (the bias is where the first block's FMA chain
+/// is added, as PyTorch's `addmm` adds its `input`), without that pass over `c`. f32 takes the
+/// bias in the kernels' epilogue; other types fill, then multiply.
+///
+/// # Panics
+/// As [`gemm`], and when the bias is shorter than `c` has rows.
+pub fn gemm_bias_rows<T: Scalar>(bias: &[T], a: Mat<'_, T>, b: Mat<'_, T>, c: MatMut<'_, T>) {
+    assert!(
+        bias.len() >= c.rows,
+        "gemm: bias shorter than the output's rows"
+    );
+    T::gemm_bias_rows(bias, a, b, c);
+}
+
 /// The shape and bounds checks of [`gemm`].
 fn check<T>(a: &Mat<'_, T>, b: &Mat<'_, T>, c: &MatMut<'_, T>) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
@@ -290,10 +324,34 @@ pub fn gemm_f32_with(
     beta: f32,
     c: MatMut<'_, f32>,
 ) -> Result<(), Unsupported> {
+    gemm_f32_bias_with(kernel, alpha, a, b, beta, None, c)
+}
+
+/// [`gemm_f32_with`], and with `Some(bias)` [`gemm_bias_rows`]'s `c = alpha a b + bias[i]`
+/// (`beta` ignored).
+///
+/// # Errors
+/// [`Unsupported`] when this CPU cannot run `kernel`.
+///
+/// # Panics
+/// As [`gemm`], and when the bias is shorter than `c` has rows.
+pub fn gemm_f32_bias_with(
+    kernel: Kernel,
+    alpha: f32,
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    c: MatMut<'_, f32>,
+) -> Result<(), Unsupported> {
     if !kernel.supported() {
         return Err(Unsupported(kernel));
     }
     check(&a, &b, &c);
+    assert!(
+        bias.is_none_or(|b| b.len() >= c.rows),
+        "gemm: bias shorter than the output's rows"
+    );
     if c.rows == 0 || c.cols == 0 {
         return Ok(());
     }
@@ -313,6 +371,7 @@ pub fn gemm_f32_with(
             b.row_stride as isize,
             b.col_stride as isize,
             beta,
+            bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
             c.data.as_mut_ptr(),
             c.row_stride as isize,
             c.col_stride as isize,

@@ -5,7 +5,9 @@
 //! GEMM shapes (per group of 4 images and per batch of 64) and on ragged ones, with every
 //! layout the layers use (transposed `A`, transposed `B`, column-major `C`).
 
-use halfscale_sim::gemm::{gemm_f32_with, Kernel, Mat, MatMut, Unsupported, KC};
+use halfscale_sim::gemm::{
+    gemm_bias_rows, gemm_f32_bias_with, gemm_f32_with, Kernel, Mat, MatMut, Unsupported, KC,
+};
 
 /// xorshift64*: values spread over several binades, both signs, some exact zeros.
 struct Rng(u64);
@@ -201,6 +203,63 @@ fn kernels_match_matrixmultiply_bit_for_bit() {
                 );
             }
         }
+    }
+}
+
+/// The bias mode (`c = a b + bias[i]`, the convolutions' forward) is the same bits as filling
+/// each row of `c` with its bias and multiplying with `beta = 1`, on every kernel, without
+/// reading `c`.
+#[test]
+fn bias_rows_equal_fill_then_gemm() {
+    for (seed, &shape) in SHAPES.iter().enumerate() {
+        if shape.c_t {
+            continue;
+        }
+        let problem = Problem::new(shape, seed as u64 + 50);
+        let bias: Vec<f32> = Rng(seed as u64 + 7).vec(shape.m);
+        let mut filled = problem.c0.clone();
+        for (i, row) in filled
+            .chunks_exact_mut(shape.n.max(1))
+            .enumerate()
+            .take(shape.m)
+        {
+            row.fill(bias[i]);
+        }
+        let expected = {
+            let mut c = filled.clone();
+            gemm_f32_with(
+                Kernel::Reference,
+                1.0,
+                problem.a(),
+                problem.b(),
+                1.0,
+                MatMut::row_major(&mut c, shape.m, shape.n),
+            )
+            .unwrap();
+            c
+        };
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.supported()) {
+            let mut c = vec![f32::NAN; shape.m * shape.n];
+            gemm_f32_bias_with(
+                kernel,
+                1.0,
+                problem.a(),
+                problem.b(),
+                0.0,
+                Some(&bias),
+                MatMut::row_major(&mut c, shape.m, shape.n),
+            )
+            .unwrap();
+            assert_eq!(bits(&c), bits(&expected), "{kernel:?}, {shape:?}");
+        }
+        let mut c = vec![f32::NAN; shape.m * shape.n];
+        gemm_bias_rows(
+            &bias,
+            problem.a(),
+            problem.b(),
+            MatMut::row_major(&mut c, shape.m, shape.n),
+        );
+        assert_eq!(bits(&c), bits(&expected), "active kernel, {shape:?}");
     }
 }
 

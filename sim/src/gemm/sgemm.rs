@@ -138,6 +138,8 @@ struct Tile {
     cols: usize,
     alpha: f32,
     beta: f32,
+    /// Non-null: `C` starts as `bias[i]` in row `i` instead of `beta * C` (and is not read).
+    bias: *const f32,
 }
 
 /// The largest `MR * NR` of any kernel (the scalar epilogue's buffer).
@@ -181,7 +183,10 @@ unsafe fn store_scalar(ab: &[f32], nr: usize, t: &Tile) {
             // SAFETY: `i < rows`, `j < cols`: inside C by the caller's contract.
             let p = unsafe { t.c.offset(i as isize * t.rsc + j as isize * t.csc) };
             // SAFETY: as above.
-            let cv = if t.beta != 0.0 {
+            let cv = if !t.bias.is_null() {
+                // SAFETY: `i < rows`: the bias holds the tile's rows (the contract).
+                unsafe { *t.bias.add(i) }
+            } else if t.beta != 0.0 {
                 (unsafe { *p }) * t.beta
             } else {
                 0.0
@@ -379,7 +384,9 @@ mod x86 {
                     // inside C (the contract); masked lanes are neither read nor written.
                     unsafe {
                         let p = t.c.offset(i as isize * t.rsc + 16 * v as isize);
-                        let cv = if t.beta != 0.0 {
+                        let cv = if !t.bias.is_null() {
+                            _mm512_set1_ps(*t.bias.add(i))
+                        } else if t.beta != 0.0 {
                             _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, p), _mm512_set1_ps(t.beta))
                         } else {
                             _mm512_setzero_ps()
@@ -440,7 +447,9 @@ mod x86 {
                     // SAFETY: row `i < rows`, columns `8 v .. 8 v + 8 <= cols` are inside C.
                     unsafe {
                         let p = t.c.offset(i as isize * t.rsc + 8 * v as isize);
-                        let cv = if t.beta != 0.0 {
+                        let cv = if !t.bias.is_null() {
+                            _mm256_set1_ps(*t.bias.add(i))
+                        } else if t.beta != 0.0 {
                             _mm256_mul_ps(_mm256_loadu_ps(p), _mm256_set1_ps(t.beta))
                         } else {
                             _mm256_setzero_ps()
@@ -469,12 +478,15 @@ thread_local! {
     static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `c = alpha * a * b + beta * c` with the given kernel, in `matrixmultiply`'s order.
+/// `c = alpha * a * b + beta * c` with the given kernel, in `matrixmultiply`'s order; with a
+/// non-null `bias`, `c = alpha * a * b + bias[i]` instead (`beta` ignored, `c` not read): the
+/// same bits as filling row `i` of `c` with `bias[i]` and calling with `beta = 1`, without the
+/// pass over `c` (the convolutions' forward).
 ///
 /// # Safety
 /// As `Scalar::gemm_raw`: every element addressed by the dimensions and strides lies inside the
-/// allocations `a`, `b`, `c` point into, `c` does not alias `a` or `b`, and `kernel` is
-/// supported by this CPU.
+/// allocations `a`, `b`, `c` point into, `c` does not alias `a` or `b`, a non-null `bias` holds
+/// `m` elements, and `kernel` is supported by this CPU.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm(
     kernel: Kernel,
@@ -489,12 +501,43 @@ pub(crate) unsafe fn sgemm(
     rsb: isize,
     csb: isize,
     beta: f32,
+    bias: *const f32,
     c: *mut f32,
     rsc: isize,
     csc: isize,
 ) {
     if m == 0 || n == 0 {
         return;
+    }
+    if !bias.is_null() && (k == 0 || kernel == Kernel::Reference) {
+        // Fill, then `beta = 1`: what the bias mode is defined as.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: `i < m`, `j < n`: inside C; the bias holds `m` elements.
+                unsafe { *c.offset(i as isize * rsc + j as isize * csc) = *bias.add(i) };
+            }
+        }
+        // SAFETY: forwarded, without the bias.
+        return unsafe {
+            sgemm(
+                kernel,
+                m,
+                k,
+                n,
+                alpha,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                1.0,
+                std::ptr::null(),
+                c,
+                rsc,
+                csc,
+            )
+        };
     }
     if k == 0 {
         // matrixmultiply's `c_to_beta_c`.
@@ -527,6 +570,7 @@ pub(crate) unsafe fn sgemm(
         rsb,
         csb,
         beta,
+        bias,
         c,
         rsc,
         csc,
@@ -551,7 +595,12 @@ pub(crate) unsafe fn sgemm(
         transpose_b + scalar_c
     };
     let t = p.transposed();
-    let p = if cost(&t) < cost(&p) { t } else { p };
+    // A bias runs along rows: keep the orientation then.
+    let p = if bias.is_null() && cost(&t) < cost(&p) {
+        t
+    } else {
+        p
+    };
     // SAFETY (all arms): forwarded from this function's contract; the kernel is supported.
     match kernel {
         Kernel::Reference | Kernel::Portable => unsafe { drive::<Portable>(&p) },
@@ -578,6 +627,7 @@ struct Problem {
     rsb: isize,
     csb: isize,
     beta: f32,
+    bias: *const f32,
     c: *mut f32,
     rsc: isize,
     csc: isize,
@@ -710,6 +760,11 @@ unsafe fn drive<K: Micro>(p: &Problem) {
                             cols,
                             alpha: p.alpha,
                             beta,
+                            bias: if block == 0 && !p.bias.is_null() {
+                                p.bias.wrapping_add(i0)
+                            } else {
+                                std::ptr::null()
+                            },
                         };
                         // SAFETY: the tile's rows of A, its `kc` rows of B (all `NR` columns:
                         // read in place only for a full panel) and its corner of C are inside
