@@ -20,6 +20,7 @@ use halfscale::core::scaler::inv_scale;
 use halfscale::sim::adam::AdamConfig;
 use halfscale::sim::conv2d::Conv2d;
 use halfscale::sim::cpu::CpuBackend;
+use halfscale::sim::gemm::{gemm_f32_with, Kernel, Mat, MatMut};
 use halfscale::sim::linear::Linear;
 use halfscale::sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2};
 use halfscale::sim::quantize::{self, Axis, Fp8Element};
@@ -147,6 +148,56 @@ fn layers(c: &mut Criterion) {
     group.finish();
 }
 
+/// The GEMMs of one training step as `CpuBackend` runs them (convolutions per group of 4 images,
+/// fc1 per half batch, fc2 per batch): `(name, m, k, n, a transposed, b transposed)`.
+const GEMM_SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
+    ("conv1_fwd_32x25x2304", 32, 25, 2304, false, false),
+    ("conv1_dw_32x2304x25", 32, 2304, 25, false, true),
+    ("conv2_fwd_64x800x256", 64, 800, 256, false, false),
+    ("conv2_dw_64x256x800", 64, 256, 800, false, true),
+    ("conv2_dcol_800x64x256", 800, 64, 256, true, false),
+    ("fc1_fwd_32x1024x128", 32, 1024, 128, false, true),
+    ("fc1_dw_64x64x1024", 64, 64, 1024, true, false),
+    ("fc1_dx_32x128x1024", 32, 128, 1024, false, false),
+];
+
+/// Each GEMM shape of a step on each kernel this CPU runs (the portable one is left out: without
+/// a compile-time FMA it calls `fmaf` per element and says nothing about the others), one
+/// thread, GFLOP/s against one core's peak. `reference` is `matrixmultiply`, the kernel before.
+fn gemm_kernels(c: &mut Criterion) {
+    let kernels: Vec<Kernel> = [Kernel::Reference, Kernel::Avx2Fma, Kernel::Avx512]
+        .into_iter()
+        .filter(|k| k.supported())
+        .collect();
+    for &(name, m, k, n, a_t, b_t) in GEMM_SHAPES {
+        let a = data(m * k, 31);
+        let b = data(k * n, 37);
+        let mut out = vec![0.0f32; m * n];
+        let av = if a_t {
+            Mat::row_major(&a, k, m).t()
+        } else {
+            Mat::row_major(&a, m, k)
+        };
+        let bv = if b_t {
+            Mat::row_major(&b, n, k).t()
+        } else {
+            Mat::row_major(&b, k, n)
+        };
+        let mut group = c.benchmark_group(format!("gemm_{name}"));
+        group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        for &kernel in &kernels {
+            group.bench_function(kernel.name(), |bench| {
+                bench.iter(|| {
+                    gemm_f32_with(kernel, 1.0, av, bv, 0.0, MatMut::row_major(&mut out, m, n))
+                        .expect("a supported kernel");
+                    black_box(&out);
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 /// FLOPs of one training step at batch 64: every layer forward, every layer backward (conv1 with
 /// no input gradient).
 fn step_flops() -> u64 {
@@ -262,6 +313,6 @@ fn fp8_quantization(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = layers, training_step, fp8_quantization
+    targets = gemm_kernels, layers, training_step, fp8_quantization
 }
 criterion_main!(benches);

@@ -9,7 +9,7 @@
 //! Backward (the rules of `convolution_backward`): `dW = dY * col^T`, `db = sum of dY over images
 //! and positions`, `dcol = W^T * dY`, and `dX = col2im(dcol)` (scatter-add of the patches).
 
-use crate::gemm::{gemm, sum_lanes, Mat, MatMut, Scalar};
+use crate::gemm::{gemm, gemm_bias_rows, sum_lanes, Mat, MatMut, Scalar};
 
 /// Copies a short row; the model's widths (24 and 8) get fixed-size copies that compile to a
 /// few vector moves instead of a `memmove` call per row.
@@ -166,18 +166,16 @@ impl Conv2d {
     pub fn forward<T: Scalar>(&self, n: usize, col: &[T], weight: &[T], bias: &[T], y: &mut [T]) {
         let np = n * self.out_plane();
         let y = &mut y[..self.output_len(n)];
-        for (row, &b) in y.chunks_exact_mut(np).zip(bias) {
-            row.fill(b);
-        }
-        gemm(
-            T::ONE,
+        // The bias enters where the first block's FMA chains are added (`addmm`'s `input`),
+        // in the GEMM's epilogue rather than by a fill of `y` first: the same bits.
+        gemm_bias_rows(
+            &bias[..self.out_channels],
             Mat::row_major(
                 &weight[..self.weight_len()],
                 self.out_channels,
                 self.col_rows(),
             ),
             Mat::row_major(&col[..self.col_len(n)], self.col_rows(), np),
-            T::ONE,
             MatMut::row_major(y, self.out_channels, np),
         );
     }

@@ -1,15 +1,21 @@
 //! Dense matrix products for the layers, over f32 (training) and f64 (the finite-difference
-//! tests), through `matrixmultiply` (packed AVX2/FMA micro-kernels chosen at run time).
+//! tests).
 //!
-//! `matrixmultiply` and `gemm` 0.19 were measured on the layer shapes of this model on the
-//! project's 2-core Zen 3 machine (single thread, per call): within noise of each other
-//! (40-70 GFLOP/s each, about half the per-core FMA peak), `gemm` a little ahead on the conv2
-//! shapes, `matrixmultiply` on the fc1 ones. `matrixmultiply` has no dependencies, so it is the
-//! one used; this file is the only place that names it.
+//! f32 runs on this crate's own packed micro-kernels ([`Kernel`]: AVX-512, AVX2 + FMA or
+//! portable, chosen once at run time), which keep `matrixmultiply::sgemm`'s accumulation order
+//! bit for bit (blocks of [`KC`] = 256 along the inner dimension, an FMA chain from +0 per
+//! element and block, blocks added to `C` in order; see `gemm/sgemm.rs`). That order is what the
+//! CUDA kernels mirror, so the simulator's bits did not move when the kernels did.
+//! `matrixmultiply` (AVX2/FMA only, about half of Zen 4's per-core FMA peak on these shapes,
+//! docs/PERFORMANCE.md) stays as the definition of the order ([`Kernel::Reference`], checked
+//! against in the tests) and for f64; this module is the only place that names it.
 //!
 //! Matrices are strided views checked against their slices before the unsafe call, so the
 //! safe wrapper cannot read or write out of bounds whatever the caller passes.
 
+mod sgemm;
+
+pub use sgemm::{Kernel, Unsupported, KC};
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Mul, Neg, Sub};
 
@@ -37,6 +43,16 @@ pub trait Scalar:
     fn ln(self) -> Self;
     fn is_nan(self) -> bool;
     fn div(self, rhs: Self) -> Self;
+    /// [`gemm_bias_rows`] after its bias check: fill each row of `c` with its bias, then
+    /// [`gemm`] with `alpha = beta = 1`. f32 overrides it with the kernels' bias epilogue.
+    fn gemm_bias_rows(bias: &[Self], a: Mat<'_, Self>, b: Mat<'_, Self>, c: MatMut<'_, Self>) {
+        for (i, &v) in bias.iter().enumerate().take(c.rows) {
+            for j in 0..c.cols {
+                c.data[i * c.row_stride + j * c.col_stride] = v;
+            }
+        }
+        gemm(Self::ONE, a, b, Self::ONE, c);
+    }
     /// `c = alpha * a * b + beta * c`, strides in elements.
     ///
     /// # Safety
@@ -62,8 +78,9 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path $(, $extra:item)*) => {
         impl Scalar for $t {
+            $($extra)*
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
@@ -114,7 +131,58 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm);
+/// `matrixmultiply::sgemm`'s signature over [`Kernel::active`].
+///
+/// # Safety
+/// As [`Scalar::gemm_raw`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_active(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    // SAFETY: forwarded from this function's contract; `active` only returns supported kernels.
+    unsafe {
+        sgemm::sgemm(
+            Kernel::active(),
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            std::ptr::null(),
+            c,
+            rsc,
+            csc,
+        )
+    }
+}
+
+impl_scalar!(
+    f32,
+    sgemm_active,
+    fn gemm_bias_rows(bias: &[f32], a: Mat<'_, f32>, b: Mat<'_, f32>, c: MatMut<'_, f32>) {
+        gemm_f32_bias_with(Kernel::active(), 1.0, a, b, 1.0, Some(bias), c)
+            .expect("the active kernel is supported");
+    }
+);
 impl_scalar!(f64, matrixmultiply::dgemm);
 
 /// A read-only strided matrix view.
@@ -187,14 +255,7 @@ impl<'a, T> MatMut<'a, T> {
 /// When the shapes disagree or a view does not fit its slice: a programming error in the
 /// caller, never a property of the data.
 pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMut<'_, T>) {
-    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!(a.rows, c.rows, "gemm: output rows differ");
-    assert_eq!(b.cols, c.cols, "gemm: output columns differ");
-    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
-    let c_fits = c.rows == 0
-        || c.cols == 0
-        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
-    assert!(c_fits, "gemm: output view exceeds its slice");
+    check(&a, &b, &c);
     if c.rows == 0 || c.cols == 0 {
         return;
     }
@@ -218,6 +279,105 @@ pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: MatMu
             c.col_stride as isize,
         );
     }
+}
+
+/// `c[i][j] = bias[i] + (a b)[i][j]`: the same bits as filling row `i` of `c` with `bias[i]`
+/// and calling [`gemm`] with `alpha = beta = 1` (the bias is where the first block's FMA chain
+/// is added, as PyTorch's `addmm` adds its `input`), without that pass over `c`. f32 takes the
+/// bias in the kernels' epilogue; other types fill, then multiply.
+///
+/// # Panics
+/// As [`gemm`], and when the bias is shorter than `c` has rows.
+pub fn gemm_bias_rows<T: Scalar>(bias: &[T], a: Mat<'_, T>, b: Mat<'_, T>, c: MatMut<'_, T>) {
+    assert!(
+        bias.len() >= c.rows,
+        "gemm: bias shorter than the output's rows"
+    );
+    T::gemm_bias_rows(bias, a, b, c);
+}
+
+/// The shape and bounds checks of [`gemm`].
+fn check<T>(a: &Mat<'_, T>, b: &Mat<'_, T>, c: &MatMut<'_, T>) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
+    assert_eq!(a.rows, c.rows, "gemm: output rows differ");
+    assert_eq!(b.cols, c.cols, "gemm: output columns differ");
+    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
+    let c_fits = c.rows == 0
+        || c.cols == 0
+        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
+    assert!(c_fits, "gemm: output view exceeds its slice");
+}
+
+/// The f32 [`gemm`] on a chosen kernel instead of [`Kernel::active`]: for the tests that check
+/// every path against the others, and the benches that compare them.
+///
+/// # Errors
+/// [`Unsupported`] when this CPU cannot run `kernel`.
+///
+/// # Panics
+/// As [`gemm`]: shapes that disagree or views that do not fit their slices.
+pub fn gemm_f32_with(
+    kernel: Kernel,
+    alpha: f32,
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+) -> Result<(), Unsupported> {
+    gemm_f32_bias_with(kernel, alpha, a, b, beta, None, c)
+}
+
+/// [`gemm_f32_with`], and with `Some(bias)` [`gemm_bias_rows`]'s `c = alpha a b + bias[i]`
+/// (`beta` ignored).
+///
+/// # Errors
+/// [`Unsupported`] when this CPU cannot run `kernel`.
+///
+/// # Panics
+/// As [`gemm`], and when the bias is shorter than `c` has rows.
+pub fn gemm_f32_bias_with(
+    kernel: Kernel,
+    alpha: f32,
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    c: MatMut<'_, f32>,
+) -> Result<(), Unsupported> {
+    if !kernel.supported() {
+        return Err(Unsupported(kernel));
+    }
+    check(&a, &b, &c);
+    assert!(
+        bias.is_none_or(|b| b.len() >= c.rows),
+        "gemm: bias shorter than the output's rows"
+    );
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    // SAFETY: every view was checked to fit its slice; `c` is a unique borrow, so it cannot
+    // alias `a` or `b`; `kernel` was checked to be supported.
+    unsafe {
+        sgemm::sgemm(
+            kernel,
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+            c.data.as_mut_ptr(),
+            c.row_stride as isize,
+            c.col_stride as isize,
+        );
+    }
+    Ok(())
 }
 
 /// Sum of a slice in eight interleaved partial sums (element `i` into partial `i % 8`), combined

@@ -112,6 +112,29 @@ pub fn backward<T: Scalar>(
 ) {
     let (oh, ow) = (h / 2, w / 2);
     let dx = &mut dx[..planes * h * w];
+    if h.is_multiple_of(2) && w.is_multiple_of(2) {
+        // Windows tile the plane: each window's four elements are written once (the winner's
+        // gradient or zero), instead of a fill of the whole plane followed by a scatter.
+        for ((d, g), arg) in dx
+            .chunks_exact_mut(h * w)
+            .zip(dy[..planes * oh * ow].chunks_exact(oh * ow))
+            .zip(argmax[..planes * oh * ow].chunks_exact(oh * ow))
+        {
+            for (oy, rows) in d.chunks_exact_mut(2 * w).enumerate() {
+                let (top, bot) = rows.split_at_mut(w);
+                let (g, arg) = (&g[oy * ow..(oy + 1) * ow], &arg[oy * ow..(oy + 1) * ow]);
+                for ox in 0..ow {
+                    let (v, a) = (g[ox], arg[ox]);
+                    let pick = |k: u8| if a == k { v } else { T::ZERO };
+                    top[2 * ox] = pick(0);
+                    top[2 * ox + 1] = pick(1);
+                    bot[2 * ox] = pick(2);
+                    bot[2 * ox + 1] = pick(3);
+                }
+            }
+        }
+        return;
+    }
     dx.fill(T::ZERO);
     for ((d, g), arg) in dx
         .chunks_exact_mut(h * w)

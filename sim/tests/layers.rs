@@ -167,6 +167,39 @@ fn max_pool_forward_and_backward() {
     assert_close("dx", &dx, &fd, 1e-6);
 }
 
+/// Backward overwrites every element of `dx` (the winner's gradient, +0 elsewhere), whatever
+/// was there, on even planes (one write per window element) and odd ones (fill, then scatter).
+#[test]
+fn max_pool_backward_overwrites_dx() {
+    for (h, w) in [(24, 24), (8, 8), (5, 7)] {
+        let planes = 3;
+        let mut rng = SeededRng::new(9);
+        let x: Vec<f32> = rand_vec(&mut rng, planes * h * w)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let (oh, ow) = (h / 2, w / 2);
+        let mut y = vec![0.0f32; planes * oh * ow];
+        let mut arg = vec![0u8; y.len()];
+        pool::forward(planes, h, w, &x, &mut y, &mut arg);
+        let g: Vec<f32> = (0..y.len()).map(|i| i as f32 + 1.0).collect();
+        let mut expected = vec![0.0f32; x.len()];
+        for p in 0..planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = (p * oh + oy) * ow + ox;
+                    let a = usize::from(arg[o]);
+                    expected[p * h * w + (2 * oy + a / 2) * w + 2 * ox + a % 2] = g[o];
+                }
+            }
+        }
+        let mut dx = vec![f32::NAN; x.len()];
+        pool::backward(planes, h, w, &g, &arg, &mut dx);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&dx), bits(&expected), "{h}x{w}");
+    }
+}
+
 #[test]
 fn max_pool_ties_and_nan_follow_pytorch() {
     // First of equal maxima wins; a NaN anywhere wins.

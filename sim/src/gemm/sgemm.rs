@@ -1,0 +1,778 @@
+//! The f32 GEMM of training: packed, register-blocked micro-kernels (AVX-512, AVX2 + FMA,
+//! portable) that keep `matrixmultiply::sgemm`'s accumulation order exactly, so the simulator's
+//! bits, and the CUDA kernels that mirror them (gpu-shim/README.md, "Kernels, accumulation
+//! order"), do not move.
+//!
+//! # The order, and why these kernels keep it
+//! `matrixmultiply` 0.3 (FMA kernel) splits the inner dimension into blocks of [`KC`] = 256. In
+//! a block, every output element is one fused multiply-add chain from +0 in index order,
+//! `ab = fma(a[i][p], b[p][j], ab)` for `p` ascending; the block's `ab` then goes into `C` as
+//! `c = fma(alpha, ab, beta' * c)` (IEEE 754-2019 clause 5.4.1 `fusedMultiplyAdd`), with
+//! `beta' = beta` for the first block (and `C` not read when it is 0) and 1 for the others. The
+//! micro-kernels here broadcast one element of `A`, load a vector of `B` along `j`, and
+//! `vfmadd` it into an accumulator: each accumulator lane is element `(i, j)`'s own chain over
+//! `p` in ascending order, the same rounding sequence; the blocks are added to `C` in the same
+//! order by the same epilogue. Packing (copying panels of `A` and `B` into contiguous buffers)
+//! and the tiling of `m` and `n` only move data: they change no element's sequence of roundings.
+//! A chain from +0 is never -0 (round-to-nearest gives +0 for an exact zero sum), so
+//! `fma(1, ab, +0) = ab` and the `beta == 0` store of `ab` is the same bits as
+//! `matrixmultiply`'s. The test `kernels_match_matrixmultiply_bit_for_bit` checks every path
+//! against `matrixmultiply` on the model's shapes.
+//!
+//! # Dispatch
+//! The kernel is chosen once per process, like the `half` crate's runtime detection: AVX-512F,
+//! else AVX2 + FMA, else the portable kernel (`f32::mul_add`, an FMA wherever the target has
+//! one). `HALFSCALE_GEMM=avx512|avx2|portable|reference` forces one (read once, at the first
+//! GEMM), for benchmarks and for checking one path on a machine that has a faster one;
+//! `reference` is `matrixmultiply` itself. Each call is single-threaded: the layers parallelise
+//! over groups of images, so no result depends on the thread count.
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+/// Inner-dimension block: the length of one FMA chain before it is added to `C`. Part of the
+/// numerics (the CUDA kernels mirror it), not a tuning knob.
+pub const KC: usize = 256;
+
+/// One f32 GEMM implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// AVX-512F micro-kernel, 8 x 32 tile (16 zmm accumulators).
+    Avx512,
+    /// AVX2 + FMA micro-kernel, 6 x 16 tile (12 ymm accumulators of the 16 registers).
+    Avx2Fma,
+    /// Plain Rust with `f32::mul_add`, 4 x 16 tile: any target.
+    Portable,
+    /// `matrixmultiply::sgemm`: the order's definition, kept as the reference.
+    Reference,
+}
+
+/// A forced kernel the CPU cannot run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("GEMM kernel {0:?} is not supported by this CPU")]
+pub struct Unsupported(pub Kernel);
+
+impl Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Avx512,
+        Kernel::Avx2Fma,
+        Kernel::Portable,
+        Kernel::Reference,
+    ];
+
+    /// Whether this CPU can run the kernel (runtime detection).
+    pub fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 | Kernel::Avx2Fma => false,
+            Kernel::Portable | Kernel::Reference => true,
+        }
+    }
+
+    /// The name `HALFSCALE_GEMM` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2Fma => "avx2",
+            Kernel::Portable => "portable",
+            Kernel::Reference => "reference",
+        }
+    }
+
+    /// The fastest kernel this CPU supports.
+    pub fn detect() -> Kernel {
+        Kernel::ALL
+            .into_iter()
+            .find(|k| k.supported())
+            .unwrap_or(Kernel::Portable)
+    }
+
+    /// The kernel every f32 GEMM of this process uses: `HALFSCALE_GEMM` if it names a supported
+    /// kernel, else [`Kernel::detect`]. Decided once.
+    pub fn active() -> Kernel {
+        static ACTIVE: OnceLock<Kernel> = OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            let detected = Kernel::detect();
+            let Ok(name) = std::env::var("HALFSCALE_GEMM") else {
+                return detected;
+            };
+            match Kernel::ALL.into_iter().find(|k| k.name() == name) {
+                Some(k) if k.supported() => k,
+                _ => {
+                    eprintln!(
+                        "HALFSCALE_GEMM={name}: not a kernel this CPU runs \
+                         (avx512, avx2, portable, reference); using {}",
+                        detected.name()
+                    );
+                    detected
+                }
+            }
+        })
+    }
+}
+
+/// One micro-tile's operands: `C[..rows][..cols] = fma(alpha, ab, beta * C)` (`C` not read
+/// when `beta == 0`), `ab[i][j]` the FMA chain from +0 over `p < kc` of `A[i][p] * B[p][j]`.
+#[derive(Clone, Copy)]
+struct Tile {
+    kc: usize,
+    /// `A[i][p]` at `a + i * ars + p * acs`, for `i < rows`.
+    a: *const f32,
+    ars: isize,
+    acs: isize,
+    rows: usize,
+    /// `B[p][j]` at `b + p * ldb + j`, for all `j < NR` (packed or padded past `cols`).
+    b: *const f32,
+    ldb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+    cols: usize,
+    alpha: f32,
+    beta: f32,
+    /// Non-null: `C` starts as `bias[i]` in row `i` instead of `beta * C` (and is not read).
+    bias: *const f32,
+}
+
+/// The largest `MR * NR` of any kernel (the scalar epilogue's buffer).
+const MAX_TILE: usize = 1024;
+
+/// A micro-kernel: an `MR x NR` tile of `C`.
+trait Micro {
+    const MR: usize;
+    const NR: usize;
+    /// # Safety
+    /// `1 <= t.rows <= MR`, `1 <= t.cols <= NR`; every element of `A` and `B` the tile
+    /// addresses (`i < rows`, `p < kc`, `j < NR`) is readable; every `c + i * rsc + j * csc`
+    /// with `i < rows`, `j < cols` is inside `C`'s allocation and aliases neither.
+    unsafe fn tile(t: &Tile);
+
+    /// [`pack_b`]: packs `B[..kc][..cols]` as `bp[p][j]` (row stride `NR`), zero past `cols`.
+    ///
+    /// # Safety
+    /// As [`pack_b`].
+    unsafe fn pack(bp: &mut [f32], kc: usize, cols: usize, b: *const f32, rsb: isize, csb: isize) {
+        // SAFETY: forwarded.
+        unsafe { pack_b(bp, Self::NR, kc, cols, b, rsb, csb) }
+    }
+}
+
+/// The scalar epilogue for a tile of any strides: the same `fma(alpha, ab, beta * c)`.
+///
+/// # Safety
+/// As [`Micro::tile`]'s `c` contract; `ab` is `rows x nr` row-major (row stride `nr`).
+#[inline(always)]
+unsafe fn store_scalar(ab: &[f32], nr: usize, t: &Tile) {
+    // Along C's contiguous direction innermost (a column-major C is the transposed product's).
+    let (outer, inner) = if t.rsc == 1 {
+        (t.cols, t.rows)
+    } else {
+        (t.rows, t.cols)
+    };
+    for o in 0..outer {
+        for q in 0..inner {
+            let (i, j) = if t.rsc == 1 { (q, o) } else { (o, q) };
+            // SAFETY: `i < rows`, `j < cols`: inside C by the caller's contract.
+            let p = unsafe { t.c.offset(i as isize * t.rsc + j as isize * t.csc) };
+            // SAFETY: as above.
+            let cv = if !t.bias.is_null() {
+                // SAFETY: `i < rows`: the bias holds the tile's rows (the contract).
+                unsafe { *t.bias.add(i) }
+            } else if t.beta != 0.0 {
+                (unsafe { *p }) * t.beta
+            } else {
+                0.0
+            };
+            // SAFETY: as above.
+            unsafe { *p = t.alpha.mul_add(ab[i * nr + j], cv) };
+        }
+    }
+}
+
+/// Row pointers of `A` for a tile, rows past `rows` clamped to the last one (computed, never
+/// stored), so the kernel's loop has no edge case.
+#[inline(always)]
+fn a_rows<const MR: usize>(t: &Tile) -> [*const f32; MR] {
+    std::array::from_fn(|i| t.a.wrapping_offset(i.min(t.rows - 1) as isize * t.ars))
+}
+
+struct Portable;
+
+impl Micro for Portable {
+    const MR: usize = 4;
+    const NR: usize = 16;
+    unsafe fn tile(t: &Tile) {
+        const MR: usize = Portable::MR;
+        const NR: usize = Portable::NR;
+        let rows = a_rows::<MR>(t);
+        let mut ab = [0.0f32; MR * NR];
+        for p in 0..t.kc as isize {
+            // SAFETY: row `p < kc` of B has `NR` readable elements (the contract).
+            let bv = unsafe { std::slice::from_raw_parts(t.b.offset(p * t.ldb), NR) };
+            for (i, row) in rows.iter().enumerate() {
+                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+                let a = unsafe { *row.offset(p * t.acs) };
+                for j in 0..NR {
+                    ab[i * NR + j] = a.mul_add(bv[j], ab[i * NR + j]);
+                }
+            }
+        }
+        // SAFETY: forwarded from this function's contract.
+        unsafe { store_scalar(&ab, NR, t) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{a_rows, store_scalar, Micro, Tile, MAX_TILE};
+    use std::arch::x86_64::*;
+
+    /// AVX-512F: `MR` rows x `NV` vectors of 16.
+    pub(super) struct Avx512<const MR: usize, const NV: usize>;
+
+    impl<const MR: usize, const NV: usize> Micro for Avx512<MR, NV> {
+        const MR: usize = MR;
+        const NR: usize = 16 * NV;
+        unsafe fn tile(t: &Tile) {
+            // SAFETY: this kernel is only selected when `avx512f` was detected
+            // (`Kernel::supported`); the memory contract is forwarded.
+            unsafe { tile_avx512::<MR, NV>(t) }
+        }
+
+        unsafe fn pack(
+            bp: &mut [f32],
+            kc: usize,
+            cols: usize,
+            b: *const f32,
+            rsb: isize,
+            csb: isize,
+        ) {
+            if rsb == 1 && bp.len() >= kc * 16 * NV {
+                // SAFETY: `avx512f` was detected (`Kernel::supported`); `bp` holds the panel
+                // (checked above) and the columns of B are inside B (the contract).
+                unsafe { pack_t_avx512(bp, 16 * NV, kc, cols, b, csb) }
+            } else {
+                // SAFETY: forwarded.
+                unsafe { super::pack_b(bp, 16 * NV, kc, cols, b, rsb, csb) }
+            }
+        }
+    }
+
+    /// Packs a `B` stored transposed (column `j` contiguous along `p` at `b + j * csb`) into
+    /// `bp[p][j]`, row stride `nr` (a multiple of 16), through 16 x 16 in-register transposes:
+    /// a quarter of the scalar copy's cost on the weight-gradient shapes. Data movement only.
+    ///
+    /// # Safety
+    /// `avx512f` is available; `bp.len() >= kc * nr`; `b + j * csb + p` is inside B for
+    /// `j < cols <= nr`, `p < kc`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn pack_t_avx512(
+        bp: &mut [f32],
+        nr: usize,
+        kc: usize,
+        cols: usize,
+        b: *const f32,
+        csb: isize,
+    ) {
+        debug_assert!(nr.is_multiple_of(16) && bp.len() >= kc * nr && cols <= nr);
+        for j0 in (0..nr).step_by(16) {
+            for p0 in (0..kc).step_by(16) {
+                let plen = (kc - p0).min(16);
+                let pmask: __mmask16 = ((1u32 << plen) - 1) as __mmask16;
+                let r: [__m512; 16] = std::array::from_fn(|j| {
+                    if j0 + j < cols {
+                        // SAFETY: column `j0 + j < cols`, rows `p0 .. p0 + plen <= kc` are
+                        // inside B; masked lanes are not read.
+                        unsafe {
+                            _mm512_maskz_loadu_ps(
+                                pmask,
+                                b.offset((j0 + j) as isize * csb + p0 as isize),
+                            )
+                        }
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let out = transpose16(r);
+                for (q, v) in out.iter().enumerate().take(plen) {
+                    // SAFETY: `(p0 + q) * nr + j0 + 16 <= kc * nr <= bp.len()`.
+                    unsafe { _mm512_storeu_ps(bp.as_mut_ptr().add((p0 + q) * nr + j0), *v) };
+                }
+            }
+        }
+    }
+
+    /// `out[q]` lane `j` = `r[j]` lane `q`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // Pairs of rows interleaved by 32 bits, then by 64 bits: each 128-bit block of `u[4 g + h]`
+        // holds elements `h, h + 4, h + 8, h + 12` (one per block) of rows `4 g .. 4 g + 4`.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let g = i / 4;
+            let (x, y) = (
+                _mm512_castps_pd(t[4 * g + (i % 4) / 2]),
+                _mm512_castps_pd(t[4 * g + 2 + (i % 4) / 2]),
+            );
+            _mm512_castpd_ps(if i % 2 == 0 {
+                _mm512_unpacklo_pd(x, y)
+            } else {
+                _mm512_unpackhi_pd(x, y)
+            })
+        });
+        // u[4 g + h]: 128-bit block `blk` = element `h + 4 blk` of rows 4g..4g+4.
+        // Gather block `blk` of u[h], u[4 + h], u[8 + h], u[12 + h] into out[h + 4 blk].
+        let mut out = [_mm512_setzero_ps(); 16];
+        for h in 0..4 {
+            let lo02 = _mm512_shuffle_f32x4::<0x88>(u[h], u[4 + h]);
+            let hi02 = _mm512_shuffle_f32x4::<0x88>(u[8 + h], u[12 + h]);
+            let lo13 = _mm512_shuffle_f32x4::<0xDD>(u[h], u[4 + h]);
+            let hi13 = _mm512_shuffle_f32x4::<0xDD>(u[8 + h], u[12 + h]);
+            out[h] = _mm512_shuffle_f32x4::<0x88>(lo02, hi02);
+            out[h + 8] = _mm512_shuffle_f32x4::<0xDD>(lo02, hi02);
+            out[h + 4] = _mm512_shuffle_f32x4::<0x88>(lo13, hi13);
+            out[h + 12] = _mm512_shuffle_f32x4::<0xDD>(lo13, hi13);
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn tile_avx512<const MR: usize, const NV: usize>(t: &Tile) {
+        let rows = a_rows::<MR>(t);
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let (mut b, mut pa) = (t.b, 0isize);
+        for _ in 0..t.kc {
+            // SAFETY: row `p < kc` of B has `16 NV` readable elements (the contract).
+            let bv: [__m512; NV] =
+                std::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
+            for (row, a) in acc.iter_mut().zip(&rows) {
+                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+                let a = _mm512_set1_ps(unsafe { *a.offset(pa) });
+                for (acc, &b) in row.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(a, b, *acc);
+                }
+            }
+            b = b.wrapping_offset(t.ldb);
+            pa += t.acs;
+        }
+        if t.csc == 1 {
+            let alphav = _mm512_set1_ps(t.alpha);
+            for (i, row) in acc.iter().enumerate().take(t.rows) {
+                for (v, &ab) in row.iter().enumerate() {
+                    let lanes = t.cols.saturating_sub(16 * v).min(16);
+                    if lanes == 0 {
+                        break;
+                    }
+                    let mask: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
+                    // SAFETY: row `i < rows` and lanes `16 v .. 16 v + lanes <= cols` of C are
+                    // inside C (the contract); masked lanes are neither read nor written.
+                    unsafe {
+                        let p = t.c.offset(i as isize * t.rsc + 16 * v as isize);
+                        let cv = if !t.bias.is_null() {
+                            _mm512_set1_ps(*t.bias.add(i))
+                        } else if t.beta != 0.0 {
+                            _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, p), _mm512_set1_ps(t.beta))
+                        } else {
+                            _mm512_setzero_ps()
+                        };
+                        _mm512_mask_storeu_ps(p, mask, _mm512_fmadd_ps(alphav, ab, cv));
+                    }
+                }
+            }
+        } else {
+            let mut ab = [0.0f32; MAX_TILE];
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    // SAFETY: `(i * NV + v) * 16 + 16 <= MR * NV * 16`.
+                    unsafe { _mm512_storeu_ps(ab.as_mut_ptr().add((i * NV + v) * 16), x) };
+                }
+            }
+            // SAFETY: forwarded from this function's contract.
+            unsafe { store_scalar(&ab, 16 * NV, t) }
+        }
+    }
+
+    /// AVX2 + FMA: `MR` rows x `NV` vectors of 8.
+    pub(super) struct Avx2Fma<const MR: usize, const NV: usize>;
+
+    impl<const MR: usize, const NV: usize> Micro for Avx2Fma<MR, NV> {
+        const MR: usize = MR;
+        const NR: usize = 8 * NV;
+        unsafe fn tile(t: &Tile) {
+            // SAFETY: this kernel is only selected when `avx2` and `fma` were detected
+            // (`Kernel::supported`); the memory contract is forwarded.
+            unsafe { tile_avx2::<MR, NV>(t) }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_avx2<const MR: usize, const NV: usize>(t: &Tile) {
+        let rows = a_rows::<MR>(t);
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        let (mut b, mut pa) = (t.b, 0isize);
+        for _ in 0..t.kc {
+            // SAFETY: row `p < kc` of B has `8 NV` readable elements (the contract).
+            let bv: [__m256; NV] =
+                std::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(8 * v)) });
+            for (row, a) in acc.iter_mut().zip(&rows) {
+                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+                let a = _mm256_set1_ps(unsafe { *a.offset(pa) });
+                for (acc, &b) in row.iter_mut().zip(&bv) {
+                    *acc = _mm256_fmadd_ps(a, b, *acc);
+                }
+            }
+            b = b.wrapping_offset(t.ldb);
+            pa += t.acs;
+        }
+        if t.csc == 1 && t.cols == 8 * NV {
+            let alphav = _mm256_set1_ps(t.alpha);
+            for (i, row) in acc.iter().enumerate().take(t.rows) {
+                for (v, &ab) in row.iter().enumerate() {
+                    // SAFETY: row `i < rows`, columns `8 v .. 8 v + 8 <= cols` are inside C.
+                    unsafe {
+                        let p = t.c.offset(i as isize * t.rsc + 8 * v as isize);
+                        let cv = if !t.bias.is_null() {
+                            _mm256_set1_ps(*t.bias.add(i))
+                        } else if t.beta != 0.0 {
+                            _mm256_mul_ps(_mm256_loadu_ps(p), _mm256_set1_ps(t.beta))
+                        } else {
+                            _mm256_setzero_ps()
+                        };
+                        _mm256_storeu_ps(p, _mm256_fmadd_ps(alphav, ab, cv));
+                    }
+                }
+            }
+        } else {
+            let mut ab = [0.0f32; MAX_TILE];
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    // SAFETY: `(i * NV + v) * 8 + 8 <= MR * NV * 8`.
+                    unsafe { _mm256_storeu_ps(ab.as_mut_ptr().add((i * NV + v) * 8), x) };
+                }
+            }
+            // SAFETY: forwarded from this function's contract.
+            unsafe { store_scalar(&ab, 8 * NV, t) }
+        }
+    }
+}
+
+thread_local! {
+    /// The packing buffer of `B`, one per thread, reused across calls (the layers call small
+    /// GEMMs thousands of times per epoch).
+    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `c = alpha * a * b + beta * c` with the given kernel, in `matrixmultiply`'s order; with a
+/// non-null `bias`, `c = alpha * a * b + bias[i]` instead (`beta` ignored, `c` not read): the
+/// same bits as filling row `i` of `c` with `bias[i]` and calling with `beta = 1`, without the
+/// pass over `c` (the convolutions' forward).
+///
+/// # Safety
+/// As `Scalar::gemm_raw`: every element addressed by the dimensions and strides lies inside the
+/// allocations `a`, `b`, `c` point into, `c` does not alias `a` or `b`, a non-null `bias` holds
+/// `m` elements, and `kernel` is supported by this CPU.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    bias: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if !bias.is_null() && (k == 0 || kernel == Kernel::Reference) {
+        // Fill, then `beta = 1`: what the bias mode is defined as.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: `i < m`, `j < n`: inside C; the bias holds `m` elements.
+                unsafe { *c.offset(i as isize * rsc + j as isize * csc) = *bias.add(i) };
+            }
+        }
+        // SAFETY: forwarded, without the bias.
+        return unsafe {
+            sgemm(
+                kernel,
+                m,
+                k,
+                n,
+                alpha,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                1.0,
+                std::ptr::null(),
+                c,
+                rsc,
+                csc,
+            )
+        };
+    }
+    if k == 0 {
+        // matrixmultiply's `c_to_beta_c`.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: `i < m`, `j < n`: inside C.
+                unsafe {
+                    let p = c.offset(i as isize * rsc + j as isize * csc);
+                    *p = if beta == 0.0 { 0.0 } else { *p * beta };
+                }
+            }
+        }
+        return;
+    }
+    if kernel == Kernel::Reference {
+        // SAFETY: forwarded from this function's contract.
+        return unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        };
+    }
+    let p = Problem {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        beta,
+        bias,
+        c,
+        rsc,
+        csc,
+    };
+    // The micro-kernels vectorise along `j`, so `B` must be read along its columns: a `B`
+    // stored transposed is transposed into the packing buffer. The transposed product
+    // (`C^T = B^T A^T`, the same FMA chains: a product is commutative and exact) may need less of
+    // that, at the price of a scalar store of `C`: pick the cheaper (counted in elements moved).
+    // The AVX-512 kernel transposes 16 x 16 blocks in registers, about 4 times the scalar rate.
+    let transpose_cost = if kernel == Kernel::Avx512 { 1 } else { 4 };
+    let cost = |p: &Problem| {
+        let transpose_b = if p.csb == 1 {
+            0
+        } else {
+            p.k * p.n * transpose_cost
+        };
+        let scalar_c = if p.csc == 1 {
+            0
+        } else {
+            p.m * p.n * p.k.div_ceil(KC) * 4
+        };
+        transpose_b + scalar_c
+    };
+    let t = p.transposed();
+    // A bias runs along rows: keep the orientation then.
+    let p = if bias.is_null() && cost(&t) < cost(&p) {
+        t
+    } else {
+        p
+    };
+    // SAFETY (all arms): forwarded from this function's contract; the kernel is supported.
+    match kernel {
+        Kernel::Reference | Kernel::Portable => unsafe { drive::<Portable>(&p) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { drive::<x86::Avx512<8, 2>>(&p) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => unsafe { drive::<x86::Avx2Fma<6, 2>>(&p) },
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Avx512 | Kernel::Avx2Fma => unsafe { drive::<Portable>(&p) },
+    }
+}
+
+/// A GEMM's operands, as [`sgemm`] takes them.
+#[derive(Clone, Copy)]
+struct Problem {
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    bias: *const f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+}
+
+impl Problem {
+    /// `C^T = B^T A^T`: the same elements through transposed views.
+    fn transposed(&self) -> Self {
+        Self {
+            m: self.n,
+            n: self.m,
+            a: self.b,
+            rsa: self.csb,
+            csa: self.rsb,
+            b: self.a,
+            rsb: self.csa,
+            csb: self.rsa,
+            rsc: self.csc,
+            csc: self.rsc,
+            ..*self
+        }
+    }
+}
+
+/// Packs `B[..kc][j0 .. j0 + cols]` as `bp[p][j]` (row stride `nr`), zero past `cols`.
+///
+/// # Safety
+/// The addressed elements of `B` are inside its allocation.
+unsafe fn pack_b(
+    bp: &mut [f32],
+    nr: usize,
+    kc: usize,
+    cols: usize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+) {
+    if cols < nr {
+        bp.fill(0.0);
+    }
+    if csb == 1 {
+        for (p, row) in bp.chunks_exact_mut(nr).enumerate().take(kc) {
+            // SAFETY: row `p < kc`, columns `..cols` are inside B.
+            let src = unsafe { std::slice::from_raw_parts(b.offset(p as isize * rsb), cols) };
+            row[..cols].copy_from_slice(src);
+        }
+    } else {
+        for j in 0..cols {
+            let col = b.wrapping_offset(j as isize * csb);
+            for p in 0..kc {
+                // SAFETY: `p < kc`, `j < cols`: inside B.
+                bp[p * nr + j] = unsafe { *col.offset(p as isize * rsb) };
+            }
+        }
+    }
+}
+
+/// Columns of `B` per block (`KC * NC * 4` bytes = 1 MiB at most packed, within L2). Tiling
+/// only: it changes no rounding.
+const NC: usize = 1024;
+
+/// The blocked loops around a micro-kernel: `n` in blocks of [`NC`], `k` in blocks of [`KC`]
+/// (in order: the order of the block adds), `m` in tiles of `MR` (`A` read in place, the
+/// tile's rows staying in L1 while the loop runs along `n`), `n` in panels of `NR` (packed
+/// when `B` is not stored along `j`, or for a ragged last panel; read in place otherwise).
+///
+/// # Safety
+/// As [`sgemm`], with `m, n, k > 0`.
+unsafe fn drive<K: Micro>(p: &Problem) {
+    let (mr, nr) = (K::MR, K::NR);
+    debug_assert!(mr * nr <= MAX_TILE);
+    let pack_all = p.csb != 1;
+    PACK.with_borrow_mut(|bp| {
+        let panels_max = p.n.min(NC).div_ceil(nr);
+        bp.resize(
+            p.k.min(KC) * nr * if pack_all { panels_max } else { 1 },
+            0.0,
+        );
+        for j0 in (0..p.n).step_by(NC) {
+            let nc = (p.n - j0).min(NC);
+            let panels = nc.div_ceil(nr);
+            for (block, p0) in (0..p.k).step_by(KC).enumerate() {
+                let kc = (p.k - p0).min(KC);
+                let beta = if block == 0 { p.beta } else { 1.0 };
+                let a = p.a.wrapping_offset(p0 as isize * p.csa);
+                let b =
+                    p.b.wrapping_offset(p0 as isize * p.rsb + j0 as isize * p.csb);
+                let c = p.c.wrapping_offset(j0 as isize * p.csc);
+                // Pack what is packed: every panel, or only a ragged last one.
+                for panel in 0..panels {
+                    let cols = (nc - panel * nr).min(nr);
+                    if pack_all || cols < nr {
+                        let at = if pack_all { panel } else { 0 };
+                        let dst = &mut bp[at * kc * nr..(at + 1) * kc * nr];
+                        let src = b.wrapping_offset((panel * nr) as isize * p.csb);
+                        // SAFETY: rows `p0 .. p0 + kc` and the panel's columns are inside B.
+                        unsafe { K::pack(dst, kc, cols, src, p.rsb, p.csb) };
+                    }
+                }
+                let tiles = p.m.div_ceil(mr);
+                // Packed B: each panel (`kc x NR`) stays in L1 while the tiles of A pass;
+                // B read in place: each tile of A stays in L1 while the panels pass.
+                for step in 0..tiles * panels {
+                    let (i0, panel) = if pack_all {
+                        (step % tiles * mr, step / tiles)
+                    } else {
+                        (step / panels * mr, step % panels)
+                    };
+                    {
+                        let jp = panel * nr;
+                        let cols = (nc - jp).min(nr);
+                        let (b_tile, ldb) = if pack_all {
+                            (bp[panel * kc * nr..].as_ptr(), nr as isize)
+                        } else if cols < nr {
+                            (bp.as_ptr(), nr as isize)
+                        } else {
+                            (b.wrapping_add(jp), p.rsb)
+                        };
+                        let t = Tile {
+                            kc,
+                            a: a.wrapping_offset(i0 as isize * p.rsa),
+                            ars: p.rsa,
+                            acs: p.csa,
+                            rows: (p.m - i0).min(mr),
+                            b: b_tile,
+                            ldb,
+                            c: c.wrapping_offset(i0 as isize * p.rsc + jp as isize * p.csc),
+                            rsc: p.rsc,
+                            csc: p.csc,
+                            cols,
+                            alpha: p.alpha,
+                            beta,
+                            bias: if block == 0 && !p.bias.is_null() {
+                                p.bias.wrapping_add(i0)
+                            } else {
+                                std::ptr::null()
+                            },
+                        };
+                        // SAFETY: the tile's rows of A, its `kc` rows of B (all `NR` columns:
+                        // read in place only for a full panel) and its corner of C are inside
+                        // their allocations by this function's contract.
+                        unsafe { K::tile(&t) };
+                    }
+                }
+            }
+        }
+    });
+}
