@@ -305,6 +305,12 @@ fn copy_into(dst: &mut Vec<f32>, src: &[f32]) {
 }
 
 /// Whether the recipe quantizes `site` with one scale for the whole tensor.
+/// Whether the recipe quantizes GEMM operands as whole tensors (the FP8 recipes), which makes
+/// the trunk run stage by stage instead of group by group.
+fn quantizes_operands(r: &Recipe) -> bool {
+    matches!(r.kind(), RecipeKind::Fp8 | RecipeKind::Mxfp8)
+}
+
 fn is_per_tensor(r: &Recipe, site: Site) -> bool {
     matches!(r.cast(site), Cast::Quantize(Quantization::PerTensor(_)))
 }
@@ -573,6 +579,32 @@ impl CpuBackend {
         self.labels.extend_from_slice(batch.labels);
         self.cast_weights(training);
         let groups = n.div_ceil(CHUNK);
+        if !quantizes_operands(&self.recipe) {
+            // Nothing crosses groups between the stages: each group runs the whole trunk
+            // while its buffers are in its core's cache.
+            let r = &self.recipe;
+            let w = self.cast.views();
+            self.chunks[..groups]
+                .par_iter_mut()
+                .zip(batch.images.par_chunks(CHUNK * IMAGE_PIXELS))
+                .zip(self.flat[..n * FLAT].par_chunks_mut(CHUNK * FLAT))
+                .for_each(|((chunk, images), flat)| {
+                    chunk.load_images(r, images);
+                    chunk.im2col1(r);
+                    chunk.forward_conv1(r, &w);
+                    chunk.im2col2(r);
+                    chunk.forward_conv2(r, &w, flat);
+                });
+        } else {
+            self.forward_trunk_staged(&batch, training, groups);
+        }
+        self.forward_head(training)
+    }
+
+    /// The convolutional trunk stage by stage over all groups, for the FP8 recipes: between
+    /// the stages, each operand is quantized as a whole tensor (its amax spans the groups).
+    fn forward_trunk_staged(&mut self, batch: &Batch<'_>, training: bool, groups: usize) {
+        let n = batch.len();
         let conv1_in = Site::new(Layer::Conv1, Role::Input);
         let conv2_in = Site::new(Layer::Conv2, Role::Input);
         {
@@ -634,6 +666,12 @@ impl CpuBackend {
                 .zip(self.flat[..n * FLAT].par_chunks_mut(CHUNK * FLAT))
                 .for_each(|(chunk, flat)| chunk.forward_conv2(r, &w, flat));
         }
+    }
+
+    /// The fully connected head on the whole batch, from `flat`: fc1, relu, fc2, the
+    /// log-softmax; returns the mean loss.
+    fn forward_head(&mut self, training: bool) -> Result<f32> {
+        let n = self.n;
         // fc1's input: quantized in place per tensor (nothing else reads it); MX, a forward
         // copy in blocks along the features and `flat` in blocks along the batch for dW.
         let fc1_in = Site::new(Layer::Fc1, Role::Input);
@@ -845,10 +883,35 @@ impl CpuBackend {
         r.round(Site::new(Layer::Fc1, Role::BiasGrad), g.fc1_b);
         r.round(Site::new(Layer::Fc1, Role::InputGrad), dflat);
         let groups = n.div_ceil(CHUNK);
-        self.chunks[..groups]
-            .par_iter_mut()
-            .zip(self.dflat[..n * FLAT].par_chunks(CHUNK * FLAT))
-            .for_each(|(chunk, dflat)| chunk.backward_to_conv2(r, dflat));
+        if !quantizes_operands(r) {
+            // As in the forward pass: each group runs the whole trunk backward at once.
+            let wd = self.cast.views();
+            self.chunks[..groups]
+                .par_iter_mut()
+                .zip(self.dflat[..n * FLAT].par_chunks(CHUNK * FLAT))
+                .for_each(|(chunk, dflat)| {
+                    chunk.backward_to_conv2(r, dflat);
+                    chunk.backward_conv2(r, &wd);
+                    chunk.backward_conv1(r);
+                });
+        } else {
+            self.backward_trunk_staged(groups);
+        }
+        self.sum_trunk_grads(groups);
+        self.recipe.end_step();
+    }
+
+    /// The convolutional trunk backward stage by stage, for the FP8 recipes: each output
+    /// gradient is quantized as a whole tensor between the stages.
+    fn backward_trunk_staged(&mut self, groups: usize) {
+        let n = self.n;
+        {
+            let r = &self.recipe;
+            self.chunks[..groups]
+                .par_iter_mut()
+                .zip(self.dflat[..n * FLAT].par_chunks(CHUNK * FLAT))
+                .for_each(|(chunk, dflat)| chunk.backward_to_conv2(r, dflat));
+        }
         self.quantize_chunk_grad(Layer::Conv2, groups);
         {
             let r = &self.recipe;
@@ -868,6 +931,11 @@ impl CpuBackend {
                 .par_iter_mut()
                 .for_each(|chunk| chunk.backward_conv1(r));
         }
+    }
+
+    /// The trunk's weight and bias gradients: the groups' partials summed in group order (f32),
+    /// then rounded once at their sites.
+    fn sum_trunk_grads(&mut self, groups: usize) {
         // Sum the groups' partial conv gradients in group order (f32), then round once.
         // Blocks of elements in parallel; each element's sum runs over the groups in order.
         let r = &self.recipe;
@@ -891,7 +959,6 @@ impl CpuBackend {
         sum(grad(Layer::Conv1, Role::BiasGrad), g.conv1_b, |c| &c.db1);
         sum(grad(Layer::Conv2, Role::WeightGrad), g.conv2_w, |c| &c.dw2);
         sum(grad(Layer::Conv2, Role::BiasGrad), g.conv2_b, |c| &c.db2);
-        self.recipe.end_step();
     }
 
     /// A linear layer's output gradient (`dlogits` for fc2, `dh1` for fc1), quantized into its
