@@ -11,6 +11,167 @@
 
 use crate::gemm::{gemm, gemm_bias_rows, sum_lanes, Mat, MatMut, Scalar};
 
+/// The element types convolutions run on, with their im2col and col2im: the portable loops,
+/// and for f32 vector versions where the CPU has AVX-512F and the geometry is one they are
+/// written for (identical results: data movement, and col2im's adds in the same order).
+pub trait ConvScalar: Scalar {
+    /// [`Conv2d::im2col`] by a faster route; returns false (and does nothing) when it has none
+    /// for this CPU and geometry.
+    fn im2col_fast(_conv: &Conv2d, _n: usize, _x: &[Self], _col: &mut [Self]) -> bool {
+        false
+    }
+    /// [`Conv2d::col2im`] by a faster route; returns false (and does nothing) when it has none.
+    fn col2im_fast(_conv: &Conv2d, _n: usize, _dcol: &[Self], _dx: &mut [Self]) -> bool {
+        false
+    }
+}
+
+impl ConvScalar for f64 {}
+
+impl ConvScalar for f32 {
+    fn im2col_fast(conv: &Conv2d, n: usize, x: &[f32], col: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if conv.vector_geometry()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && x.len() >= conv.input_len(n)
+            && col.len() >= conv.col_len(n)
+        {
+            // SAFETY: AVX-512F is present; the geometry and the lengths were checked above.
+            unsafe { x86::im2col_avx512(conv, n, x, col) };
+            return true;
+        }
+        false
+    }
+
+    fn col2im_fast(conv: &Conv2d, n: usize, dcol: &[f32], dx: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if conv.vector_geometry()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && dx.len() >= conv.input_len(n)
+            && dcol.len() >= conv.col_len(n)
+        {
+            // SAFETY: AVX-512F is present; the geometry and the lengths were checked above.
+            unsafe { x86::col2im_avx512(conv, n, dcol, dx) };
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Conv2d;
+    use std::arch::x86_64::*;
+
+    /// Input planes of at most this side are held in registers, one row each, by col2im.
+    pub(super) const MAX_SIDE: usize = 16;
+
+    /// im2col with 64-byte stores: output rows of eight (`out_width == 8`), two per vector.
+    ///
+    /// # Safety
+    /// AVX-512F is present; `conv.vector_geometry()`; `x` and `col` hold `n` images.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn im2col_avx512(conv: &Conv2d, n: usize, x: &[f32], col: &mut [f32]) {
+        let (k, w, oh) = (conv.kernel, conv.in_width, conv.out_height());
+        let (plane, oplane) = (conv.in_plane(), conv.out_plane());
+        let np = n * oplane;
+        let (x, col) = (x.as_ptr(), col.as_mut_ptr());
+        for c in 0..conv.in_channels {
+            for i in 0..k {
+                for j in 0..k {
+                    let row = (c * k + i) * k + j;
+                    for img in 0..n {
+                        // SAFETY: rows `y + i < in_height`, columns `j .. j + 8 <= in_width` of
+                        // the plane are inside `x`; the destination's `oplane` elements (an even
+                        // number of rows of eight) are inside `col` (the contract).
+                        unsafe {
+                            let src = x.add((c * n + img) * plane + i * w + j);
+                            let dst = col.add(row * np + img * oplane);
+                            for y in (0..oh).step_by(2) {
+                                let lo = _mm512_castps256_ps512(_mm256_loadu_ps(src.add(y * w)));
+                                // Lanes 8..16 from the next input row (lanes below 8 masked).
+                                let next = src.add((y + 1) * w).wrapping_sub(8);
+                                let v = _mm512_mask_loadu_ps(lo, 0xFF00, next);
+                                _mm512_storeu_ps(dst.add(y * 8), v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im with each input plane's rows in registers: every tap's rows are added where they
+    /// land (masked lanes untouched), taps in the order of the portable loop, so every element
+    /// gets the same adds in the same order from the same `+0` start; one store per row.
+    ///
+    /// # Safety
+    /// AVX-512F is present; `conv.vector_geometry()`; `dcol` and `dx` hold `n` images.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn col2im_avx512(conv: &Conv2d, n: usize, dcol: &[f32], dx: &mut [f32]) {
+        // The model's conv2 (5 x 5 on 12 x 12) with its sizes known to the compiler, so the
+        // rows stay in registers; any other geometry the same code with the sizes at run time.
+        // SAFETY (both): forwarded from this function's contract.
+        match (conv.in_height, conv.kernel) {
+            (12, 5) => unsafe { col2im_planes::<12, 5>(conv, n, dcol, dx) },
+            _ => unsafe { col2im_planes::<0, 0>(conv, n, dcol, dx) },
+        }
+    }
+
+    /// [`col2im_avx512`] for input side `H` and kernel `K` (`0, 0`: taken from `conv`).
+    ///
+    /// # Safety
+    /// As [`col2im_avx512`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn col2im_planes<const H: usize, const K: usize>(
+        conv: &Conv2d,
+        n: usize,
+        dcol: &[f32],
+        dx: &mut [f32],
+    ) {
+        let (h, k) = if H == 0 {
+            (conv.in_height, conv.kernel)
+        } else {
+            (H, K)
+        };
+        let w = h;
+        let (oh, ow) = (h - k + 1, w - k + 1);
+        let (plane, oplane) = (h * w, oh * ow);
+        let np = n * oplane;
+        let (dcol, dx) = (dcol.as_ptr(), dx.as_mut_ptr());
+        let row_mask = ((1u32 << w) - 1) as __mmask16;
+        for c in 0..conv.in_channels {
+            for img in 0..n {
+                let mut acc = [_mm512_setzero_ps(); MAX_SIDE];
+                for i in 0..k {
+                    for j in 0..k {
+                        let tap = (c * k + i) * k + j;
+                        let lanes = (((1u32 << ow) - 1) << j) as __mmask16;
+                        // SAFETY: the tap's `oh` rows of `ow` are inside `dcol` (the contract);
+                        // only lanes `j .. j + ow` are read, i.e. `src[y * ow .. y * ow + ow]`.
+                        unsafe {
+                            let src = dcol.add(tap * np + img * oplane);
+                            for (y, a) in acc[i..i + oh].iter_mut().enumerate() {
+                                let v =
+                                    _mm512_maskz_loadu_ps(lanes, src.add(y * ow).wrapping_sub(j));
+                                *a = _mm512_mask_add_ps(*a, lanes, *a, v);
+                            }
+                        }
+                    }
+                }
+                // SAFETY: the plane's `h` rows of `w` are inside `dx` (the contract).
+                unsafe {
+                    let d = dx.add((c * n + img) * plane);
+                    for (yy, a) in acc.iter().enumerate().take(h) {
+                        _mm512_mask_storeu_ps(d.add(yy * w), row_mask, *a);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Copies a short row; the model's widths (24 and 8) get fixed-size copies that compile to a
 /// few vector moves instead of a `memmove` call per row.
 #[inline(always)]
@@ -104,8 +265,21 @@ impl Conv2d {
         self.col_rows() * n * self.out_plane()
     }
 
+    /// Whether the vector im2col and col2im of [`ConvScalar`] serve this geometry: output rows
+    /// of eight in an even number, square input planes of at most 16 x 16.
+    #[cfg(target_arch = "x86_64")]
+    fn vector_geometry(&self) -> bool {
+        self.out_width() == 8
+            && self.out_height().is_multiple_of(2)
+            && self.in_height == self.in_width
+            && self.in_width <= x86::MAX_SIDE
+    }
+
     /// im2col: `col[(c*k + i)*k + j][img*OH*OW + y*OW + x] = x[c][img][y+i][x+j]`.
-    pub fn im2col<T: Scalar>(&self, n: usize, x: &[T], col: &mut [T]) {
+    pub fn im2col<T: ConvScalar>(&self, n: usize, x: &[T], col: &mut [T]) {
+        if T::im2col_fast(self, n, x, col) {
+            return;
+        }
         let (k, w, oh, ow) = (
             self.kernel,
             self.in_width,
@@ -134,7 +308,10 @@ impl Conv2d {
     }
 
     /// col2im: the adjoint of [`Self::im2col`], `dx` overwritten with the scatter-add of `dcol`.
-    pub fn col2im<T: Scalar>(&self, n: usize, dcol: &[T], dx: &mut [T]) {
+    pub fn col2im<T: ConvScalar>(&self, n: usize, dcol: &[T], dx: &mut [T]) {
+        if T::col2im_fast(self, n, dcol, dx) {
+            return;
+        }
         let (k, w, oh, ow) = (
             self.kernel,
             self.in_width,
@@ -212,7 +389,7 @@ impl Conv2d {
     }
 
     /// Input gradient: `dcol = W^T * dY`, then `dx = col2im(dcol)`.
-    pub fn backward_input<T: Scalar>(
+    pub fn backward_input<T: ConvScalar>(
         &self,
         n: usize,
         dy: &[T],

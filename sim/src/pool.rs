@@ -18,6 +18,13 @@ pub trait PoolScalar: Scalar {
     fn max_pool_rows(top: &[Self], bot: &[Self], out: &mut [Self], idx: &mut [u8]) {
         max_pool_rows_portable(top, bot, out, idx)
     }
+
+    /// Backward over planes of even width `w` and even height: `dx` holds whole pairs of
+    /// rows (`2 w` elements each), `dy` and `argmax` `w / 2` windows per pair; see
+    /// [`backward_rows_portable`].
+    fn backward_tiled(w: usize, dy: &[Self], argmax: &[u8], dx: &mut [Self]) {
+        backward_tiled_portable(w, dy, argmax, dx)
+    }
 }
 
 impl PoolScalar for f64 {}
@@ -43,6 +50,19 @@ impl PoolScalar for f32 {
             &mut out[done..],
             &mut idx[done..],
         );
+    }
+
+    fn backward_tiled(w: usize, dy: &[f32], argmax: &[u8], dx: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let pairs = dx.len() / (2 * w);
+            if dx.len() == pairs * 2 * w && dy.len() == pairs * (w / 2) && argmax.len() == dy.len()
+            {
+                // SAFETY: AVX-512F is present and the lengths were checked just above.
+                return unsafe { backward_tiled_avx512(w, dy, argmax, dx) };
+            }
+        }
+        backward_tiled_portable(w, dy, argmax, dx)
     }
 }
 
@@ -102,7 +122,7 @@ pub fn forward<T: PoolScalar>(
 
 /// Backward: `dx` (overwritten, `planes * h * w`) gets each `dy` at its window's winner, zero
 /// elsewhere.
-pub fn backward<T: Scalar>(
+pub fn backward<T: PoolScalar>(
     planes: usize,
     h: usize,
     w: usize,
@@ -115,24 +135,7 @@ pub fn backward<T: Scalar>(
     if h.is_multiple_of(2) && w.is_multiple_of(2) {
         // Windows tile the plane: each window's four elements are written once (the winner's
         // gradient or zero), instead of a fill of the whole plane followed by a scatter.
-        for ((d, g), arg) in dx
-            .chunks_exact_mut(h * w)
-            .zip(dy[..planes * oh * ow].chunks_exact(oh * ow))
-            .zip(argmax[..planes * oh * ow].chunks_exact(oh * ow))
-        {
-            for (oy, rows) in d.chunks_exact_mut(2 * w).enumerate() {
-                let (top, bot) = rows.split_at_mut(w);
-                let (g, arg) = (&g[oy * ow..(oy + 1) * ow], &arg[oy * ow..(oy + 1) * ow]);
-                for ox in 0..ow {
-                    let (v, a) = (g[ox], arg[ox]);
-                    let pick = |k: u8| if a == k { v } else { T::ZERO };
-                    top[2 * ox] = pick(0);
-                    top[2 * ox + 1] = pick(1);
-                    bot[2 * ox] = pick(2);
-                    bot[2 * ox + 1] = pick(3);
-                }
-            }
-        }
+        T::backward_tiled(w, &dy[..planes * oh * ow], &argmax[..planes * oh * ow], dx);
         return;
     }
     dx.fill(T::ZERO);
@@ -146,6 +149,86 @@ pub fn backward<T: Scalar>(
                 let a = usize::from(arg[oy * ow + ox]);
                 let (yy, xx) = (2 * oy + a / 2, 2 * ox + a % 2);
                 d[yy * w + xx] = g[oy * ow + ox];
+            }
+        }
+    }
+}
+
+/// Backward of one pair of rows of even width: window `ox` (`top`/`bot` elements `2 ox`,
+/// `2 ox + 1`) gets `g[ox]` at its winner `arg[ox]` (`0, 1` on top, `2, 3` below) and `+0`
+/// at the other three; the portable version of [`PoolScalar::backward_rows`].
+pub fn backward_rows_portable<T: Scalar>(g: &[T], arg: &[u8], top: &mut [T], bot: &mut [T]) {
+    for (((&v, &a), t), b) in g
+        .iter()
+        .zip(arg)
+        .zip(top.chunks_exact_mut(2))
+        .zip(bot.chunks_exact_mut(2))
+    {
+        let pick = |k: u8| if a == k { v } else { T::ZERO };
+        t[0] = pick(0);
+        t[1] = pick(1);
+        b[0] = pick(2);
+        b[1] = pick(3);
+    }
+}
+
+/// [`backward_rows_portable`] over every pair of rows of `dx` (see
+/// [`PoolScalar::backward_tiled`]).
+pub fn backward_tiled_portable<T: Scalar>(w: usize, dy: &[T], argmax: &[u8], dx: &mut [T]) {
+    for ((rows, g), arg) in dx
+        .chunks_exact_mut(2 * w)
+        .zip(dy.chunks_exact(w / 2))
+        .zip(argmax.chunks_exact(w / 2))
+    {
+        let (top, bot) = rows.split_at_mut(w);
+        backward_rows_portable(g, arg, top, bot);
+    }
+}
+
+/// [`backward_tiled_portable`] for f32 with AVX-512F, eight windows (sixteen elements of each
+/// row) at a time, the last ones of a row masked: each gradient is moved, bits unchanged, to
+/// the lanes of its window and kept where the lane is the winner, `+0` elsewhere, so the
+/// results are identical.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `w` is even, `dx.len()` a multiple of `2 w`, and
+/// `dy.len() == argmax.len() == dx.len() / 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn backward_tiled_avx512(w: usize, dy: &[f32], argmax: &[u8], dx: &mut [f32]) {
+    use std::arch::x86_64::*;
+    // Lane `l` of a row's sixteen elements belongs to window `l / 2`, at position `l % 2`.
+    let window = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    let side = _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+    let below = _mm512_add_epi32(side, _mm512_set1_epi32(2));
+    let ow = w / 2;
+    for ((rows, g), arg) in dx
+        .chunks_exact_mut(2 * w)
+        .zip(dy.chunks_exact(ow))
+        .zip(argmax.chunks_exact(ow))
+    {
+        let (top, bot) = rows.split_at_mut(w);
+        for ox in (0..ow).step_by(8) {
+            let r = (ow - ox).min(8);
+            // The window's winners as bytes, in a register (no store to reload).
+            let bytes = arg[ox..ox + r]
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+            let rows_mask = ((1u32 << (2 * r)) - 1) as __mmask16;
+            // SAFETY: lanes `..r` of `g` from `ox` and lanes `..2 r` of both rows from `2 ox`
+            // are inside the slices (`ox + r <= ow`); masked lanes are neither read nor written.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(((1u32 << r) - 1) as __mmask16, g.as_ptr().add(ox));
+                let a = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(bytes as i64));
+                let (v, a) = (
+                    _mm512_permutexvar_ps(window, v),
+                    _mm512_permutexvar_epi32(window, a),
+                );
+                let up = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, side), v);
+                let down = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, below), v);
+                _mm512_mask_storeu_ps(top.as_mut_ptr().add(2 * ox), rows_mask, up);
+                _mm512_mask_storeu_ps(bot.as_mut_ptr().add(2 * ox), rows_mask, down);
             }
         }
     }

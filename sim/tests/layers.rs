@@ -168,10 +168,16 @@ fn max_pool_forward_and_backward() {
 }
 
 /// Backward overwrites every element of `dx` (the winner's gradient, +0 elsewhere), whatever
-/// was there, on even planes (one write per window element) and odd ones (fill, then scatter).
+/// was there, on even planes (one write per window element) and odd ones (fill, then scatter),
+/// bit for bit what a scatter of each gradient to its winner gives.
 #[test]
 fn max_pool_backward_overwrites_dx() {
-    for (h, w) in [(24, 24), (8, 8), (5, 7)] {
+    // Even widths 2..=40 cover the vector kernel's full chunks of eight windows and every
+    // masked tail; (5, 7) the odd-plane path.
+    let sizes = (1..=20)
+        .map(|half| (4, 2 * half))
+        .chain([(24, 24), (8, 8), (5, 7)]);
+    for (h, w) in sizes {
         let planes = 3;
         let mut rng = SeededRng::new(9);
         let x: Vec<f32> = rand_vec(&mut rng, planes * h * w)
@@ -371,5 +377,98 @@ fn max_pool_matches_the_sequential_scan_bit_for_bit_with_ties_zeros_and_nan() {
             assert_eq!(canon(&y), canon(&ey), "{planes}x{side} nan={with_nan}");
             assert_eq!(arg, earg, "{planes}x{side} nan={with_nan}");
         }
+    }
+}
+
+/// The dispatched backward (AVX-512 where the CPU has it) equals the portable one bit for bit,
+/// on gradients with NaN payloads, infinities and negative zeros, for every row width.
+#[test]
+fn max_pool_backward_vector_path_equals_portable() {
+    use halfscale_sim::pool::PoolScalar;
+    let specials = [
+        f32::from_bits(0x7fc0_1234),
+        -0.0,
+        f32::INFINITY,
+        -1.5e-40,
+        3.0,
+    ];
+    for half in 1..=20 {
+        let w = 2 * half;
+        let pairs = 3;
+        let g: Vec<f32> = (0..pairs * half)
+            .map(|i| specials[i % specials.len()] * if i % 7 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let arg: Vec<u8> = (0..g.len()).map(|i| ((i * 5 + 3) % 4) as u8).collect();
+        let mut fast = vec![f32::NAN; pairs * 2 * w];
+        let mut portable = vec![7.0f32; pairs * 2 * w];
+        f32::backward_tiled(w, &g, &arg, &mut fast);
+        pool::backward_tiled_portable(w, &g, &arg, &mut portable);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&portable), "width {w}");
+    }
+}
+
+/// im2col and col2im in f32 on the geometries the vector versions serve (conv2's 5 x 5 on
+/// 12 x 12, and others with output rows of eight) and on ones they do not, bit for bit against
+/// the definitions written out here: im2col's copy, and col2im's scatter-add from `+0` with
+/// the taps in order `(i, j)`; with NaN payloads, infinities, subnormals and signed zeros.
+#[test]
+fn im2col_and_col2im_f32_equal_their_definitions() {
+    let geometries = [(3, 12, 5), (2, 10, 3), (1, 14, 7), (2, 9, 2), (1, 28, 5), (2, 12, 4)];
+    let specials = [
+        f32::from_bits(0x7fc0_0abc),
+        -0.0,
+        0.0,
+        f32::NEG_INFINITY,
+        1e-41,
+        -3.5,
+        1.0e30,
+    ];
+    let mut rng = SeededRng::new(17);
+    for (channels, side, kernel) in geometries {
+        let conv = Conv2d {
+            in_channels: channels,
+            out_channels: 2,
+            kernel,
+            in_height: side,
+            in_width: side,
+        };
+        let (n, oh) = (4, conv.out_height());
+        let value = |rng: &mut SeededRng, i: usize| {
+            if i % 5 == 0 {
+                specials[i / 5 % specials.len()]
+            } else {
+                rng.uniform(-2.0, 2.0)
+            }
+        };
+        let x: Vec<f32> = (0..conv.input_len(n)).map(|i| value(&mut rng, i)).collect();
+        let mut col = vec![f32::NAN; conv.col_len(n)];
+        conv.im2col(n, &x, &mut col);
+        let np = n * oh * oh;
+        let mut expected_col = vec![0.0f32; col.len()];
+        let mut expected_dx = vec![0.0f32; x.len()];
+        let dcol: Vec<f32> = (0..col.len()).map(|i| value(&mut rng, i + 1)).collect();
+        for c in 0..channels {
+            for img in 0..n {
+                for i in 0..kernel {
+                    for j in 0..kernel {
+                        let row = (c * kernel + i) * kernel + j;
+                        for y in 0..oh {
+                            for xx in 0..oh {
+                                let at = row * np + img * oh * oh + y * oh + xx;
+                                let input = ((c * n + img) * side + y + i) * side + xx + j;
+                                expected_col[at] = x[input];
+                                expected_dx[input] += dcol[at];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&col), bits(&expected_col), "im2col {channels}x{side}, k {kernel}");
+        let mut dx = vec![f32::NAN; x.len()];
+        conv.col2im(n, &dcol, &mut dx);
+        assert_eq!(bits(&dx), bits(&expected_dx), "col2im {channels}x{side}, k {kernel}");
     }
 }
