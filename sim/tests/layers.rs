@@ -414,7 +414,14 @@ fn max_pool_backward_vector_path_equals_portable() {
 /// the taps in order `(i, j)`; with NaN payloads, infinities, subnormals and signed zeros.
 #[test]
 fn im2col_and_col2im_f32_equal_their_definitions() {
-    let geometries = [(3, 12, 5), (2, 10, 3), (1, 14, 7), (2, 9, 2), (1, 28, 5), (2, 12, 4)];
+    let geometries = [
+        (3, 12, 5),
+        (2, 10, 3),
+        (1, 14, 7),
+        (2, 9, 2),
+        (1, 28, 5),
+        (2, 12, 4),
+    ];
     let specials = [
         f32::from_bits(0x7fc0_0abc),
         -0.0,
@@ -466,9 +473,17 @@ fn im2col_and_col2im_f32_equal_their_definitions() {
             }
         }
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&col), bits(&expected_col), "im2col {channels}x{side}, k {kernel}");
+        assert_eq!(
+            bits(&col),
+            bits(&expected_col),
+            "im2col {channels}x{side}, k {kernel}"
+        );
         let mut dx = vec![f32::NAN; x.len()];
         conv.col2im(n, &dcol, &mut dx);
-        assert_eq!(bits(&dx), bits(&expected_dx), "col2im {channels}x{side}, k {kernel}");
+        assert_eq!(
+            bits(&dx),
+            bits(&expected_dx),
+            "col2im {channels}x{side}, k {kernel}"
+        );
     }
 }
