@@ -91,10 +91,20 @@ pub fn round_slice_through_f16(values: &mut [f32]) {
     }
 }
 
-/// Rounds every element to the nearest bfloat16 value (ties to even) and back to f32, in place.
+/// Rounds every element to the nearest bfloat16 value (ties to even) and back to f32, in place:
+/// `half`'s `bf16::from_f32` then `to_f32` bit for bit (a NaN keeps its sign and top payload bits
+/// and is made quiet), written without branches so that the compiler vectorises it (the
+/// per-element conversion did not: it was a fifth of a bf16 training step).
 pub fn round_slice_through_bf16(values: &mut [f32]) {
     for v in values.iter_mut() {
-        *v = bf16::from_f32(*v).to_f32();
+        let x = v.to_bits();
+        let nan = (x & 0x7FFF_FFFF) > 0x7F80_0000;
+        // Nearest-even on the 16 dropped bits: up when the half-way bit is set and a lower bit
+        // or the last kept bit is too. A carry walks into the exponent (to infinity at the top).
+        let up = u32::from((x & 0x8000) != 0 && (x & 0x1_7FFF) != 0);
+        let rounded = ((x >> 16) + up) << 16;
+        let quiet = (x & 0xFFFF_0000) | 0x0040_0000;
+        *v = f32::from_bits(if nan { quiet } else { rounded });
     }
 }
 
