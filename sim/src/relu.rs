@@ -6,19 +6,16 @@ use crate::gemm::Scalar;
 
 /// In place: `x = max(x, 0)`, NaN kept.
 pub fn forward<T: Scalar>(x: &mut [T]) {
+    // A select stored every time (not a conditional store), so the loop vectorises.
     for v in x {
-        if *v < T::ZERO {
-            *v = T::ZERO;
-        }
+        *v = if *v < T::ZERO { T::ZERO } else { *v };
     }
 }
 
 /// In place on the gradient: `dy = if y > 0 { dy } else { 0 }`, with `y` the forward output.
 pub fn backward<T: Scalar>(y: &[T], dy: &mut [T]) {
     for (g, &o) in dy.iter_mut().zip(y) {
-        // Not `o > 0`: zero, negative or NaN output.
-        if o.partial_cmp(&T::ZERO) != Some(std::cmp::Ordering::Greater) {
-            *g = T::ZERO;
-        }
+        // Zero where the output is not `> 0`: zero, negative or NaN (a select, as above).
+        *g = if o > T::ZERO { *g } else { T::ZERO };
     }
 }
