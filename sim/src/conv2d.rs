@@ -31,12 +31,11 @@ impl ConvScalar for f64 {}
 impl ConvScalar for f32 {
     fn im2col_fast(conv: &Conv2d, n: usize, x: &[f32], col: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if conv.vector_geometry()
-            && std::arch::is_x86_feature_detected!("avx512f")
+        if std::arch::is_x86_feature_detected!("avx512f")
             && x.len() >= conv.input_len(n)
             && col.len() >= conv.col_len(n)
         {
-            // SAFETY: AVX-512F is present; the geometry and the lengths were checked above.
+            // SAFETY: AVX-512F is present; the lengths were checked above.
             unsafe { x86::im2col_avx512(conv, n, x, col) };
             return true;
         }
@@ -66,33 +65,51 @@ mod x86 {
     /// Input planes of at most this side are held in registers, one row each, by col2im.
     pub(super) const MAX_SIDE: usize = 16;
 
-    /// im2col with 64-byte stores: output rows of eight (`out_width == 8`), two per vector.
+    /// im2col with 64-byte stores: output rows of eight two to a vector (conv2), other widths
+    /// in pieces of sixteen, the last one masked (conv1's rows of 24: 16 + 8).
     ///
     /// # Safety
-    /// AVX-512F is present; `conv.vector_geometry()`; `x` and `col` hold `n` images.
+    /// AVX-512F is present; `x` and `col` hold `n` images.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn im2col_avx512(conv: &Conv2d, n: usize, x: &[f32], col: &mut [f32]) {
-        let (k, w, oh) = (conv.kernel, conv.in_width, conv.out_height());
+        let (k, w, oh, ow) = (
+            conv.kernel,
+            conv.in_width,
+            conv.out_height(),
+            conv.out_width(),
+        );
         let (plane, oplane) = (conv.in_plane(), conv.out_plane());
         let np = n * oplane;
+        let paired = ow == 8 && oh.is_multiple_of(2);
         let (x, col) = (x.as_ptr(), col.as_mut_ptr());
         for c in 0..conv.in_channels {
             for i in 0..k {
                 for j in 0..k {
                     let row = (c * k + i) * k + j;
                     for img in 0..n {
-                        // SAFETY: rows `y + i < in_height`, columns `j .. j + 8 <= in_width` of
-                        // the plane are inside `x`; the destination's `oplane` elements (an even
-                        // number of rows of eight) are inside `col` (the contract).
+                        // SAFETY: rows `y + i < in_height`, columns `j .. j + ow <= in_width` of
+                        // the plane are inside `x`; the destination's `oplane` elements are
+                        // inside `col` (the contract); masked lanes are neither read nor written.
                         unsafe {
                             let src = x.add((c * n + img) * plane + i * w + j);
                             let dst = col.add(row * np + img * oplane);
-                            for y in (0..oh).step_by(2) {
-                                let lo = _mm512_castps256_ps512(_mm256_loadu_ps(src.add(y * w)));
-                                // Lanes 8..16 from the next input row (lanes below 8 masked).
-                                let next = src.add((y + 1) * w).wrapping_sub(8);
-                                let v = _mm512_mask_loadu_ps(lo, 0xFF00, next);
-                                _mm512_storeu_ps(dst.add(y * 8), v);
+                            if paired {
+                                for y in (0..oh).step_by(2) {
+                                    let lo =
+                                        _mm512_castps256_ps512(_mm256_loadu_ps(src.add(y * w)));
+                                    // Lanes 8..16 from the next input row (lanes below masked).
+                                    let next = src.add((y + 1) * w).wrapping_sub(8);
+                                    let v = _mm512_mask_loadu_ps(lo, 0xFF00, next);
+                                    _mm512_storeu_ps(dst.add(y * 8), v);
+                                }
+                            } else {
+                                for y in 0..oh {
+                                    for x0 in (0..ow).step_by(16) {
+                                        let m = ((1u32 << (ow - x0).min(16)) - 1) as __mmask16;
+                                        let v = _mm512_maskz_loadu_ps(m, src.add(y * w + x0));
+                                        _mm512_mask_storeu_ps(dst.add(y * ow + x0), m, v);
+                                    }
+                                }
                             }
                         }
                     }
@@ -265,8 +282,8 @@ impl Conv2d {
         self.col_rows() * n * self.out_plane()
     }
 
-    /// Whether the vector im2col and col2im of [`ConvScalar`] serve this geometry: output rows
-    /// of eight in an even number, square input planes of at most 16 x 16.
+    /// Whether the vector col2im of [`ConvScalar`] serves this geometry: output rows of eight
+    /// in an even number, square input planes of at most 16 x 16.
     #[cfg(target_arch = "x86_64")]
     fn vector_geometry(&self) -> bool {
         self.out_width() == 8
