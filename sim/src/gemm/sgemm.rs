@@ -396,15 +396,66 @@ mod x86 {
                 }
             }
         } else {
-            let mut ab = [0.0f32; MAX_TILE];
+            // Uninitialised: every element of the `MR x 16 NV` prefix is written just below
+            // (zeroing all of `MAX_TILE` was a 4 KB memset per tile).
+            let mut buf = [std::mem::MaybeUninit::<__m512>::uninit(); MAX_TILE / 16];
             for (i, row) in acc.iter().enumerate() {
                 for (v, &x) in row.iter().enumerate() {
-                    // SAFETY: `(i * NV + v) * 16 + 16 <= MR * NV * 16`.
-                    unsafe { _mm512_storeu_ps(ab.as_mut_ptr().add((i * NV + v) * 16), x) };
+                    buf[i * NV + v].write(x);
                 }
             }
-            // SAFETY: forwarded from this function's contract.
-            unsafe { store_scalar(&ab, 16 * NV, t) }
+            // SAFETY: the first `MR * NV` vectors were written above (`MR * NV * 16 <=
+            // MAX_TILE`); `__m512` is sixteen f32.
+            let ab =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<f32>(), MR * NV * 16) };
+            if t.rsc == 1 && t.bias.is_null() && MR <= 16 {
+                // SAFETY: forwarded from this function's contract; `ab` is `MR x 16 NV`.
+                unsafe { store_transposed_avx512(ab, MR, NV, t) }
+            } else {
+                // SAFETY: forwarded from this function's contract.
+                unsafe { store_scalar(ab, 16 * NV, t) }
+            }
+        }
+    }
+
+    /// The epilogue of a transposed product's tile (C column-major, `rsc == 1`, no bias): each
+    /// of the tile's columns `j` is `rows` contiguous elements of C. A 16 x 16 in-register
+    /// transpose of each 16-column block of `ab` gives them as vectors; the same `fma(alpha,
+    /// ab, beta * c)` per element as the other epilogues, then one masked store per column.
+    /// Out of line: inlined, it made the compiler spill the kernel's accumulators.
+    ///
+    /// # Safety
+    /// As [`Micro::tile`]'s `c` contract, with `t.rsc == 1` and a null bias; `ab` is `rows x
+    /// 16 nv` row-major with `mr >= rows` rows, `mr <= 16`.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn store_transposed_avx512(ab: &[f32], mr: usize, nv: usize, t: &Tile) {
+        let alphav = _mm512_set1_ps(t.alpha);
+        let betav = _mm512_set1_ps(t.beta);
+        let rows_mask: __mmask16 = ((1u32 << t.rows) - 1) as __mmask16;
+        for v in 0..nv {
+            let block: [__m512; 16] = std::array::from_fn(|i| {
+                if i < mr {
+                    // SAFETY: row `i < mr` of `ab` holds `16 nv` elements (the contract).
+                    unsafe { _mm512_loadu_ps(ab.as_ptr().add((i * nv + v) * 16)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            let cols = transpose16(block);
+            for (q, &x) in cols.iter().enumerate().take(t.cols.saturating_sub(16 * v)) {
+                // SAFETY: column `j = 16 v + q < cols`, rows `..rows` of C are inside C (the
+                // contract; `rsc == 1`); masked lanes are neither read nor written.
+                unsafe {
+                    let p = t.c.offset((16 * v + q) as isize * t.csc);
+                    let cv = if t.beta != 0.0 {
+                        _mm512_mul_ps(_mm512_maskz_loadu_ps(rows_mask, p), betav)
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    _mm512_mask_storeu_ps(p, rows_mask, _mm512_fmadd_ps(alphav, x, cv));
+                }
+            }
         }
     }
 
@@ -580,6 +631,8 @@ pub(crate) unsafe fn sgemm(
     // (`C^T = B^T A^T`, the same FMA chains: a product is commutative and exact) may need less of
     // that, at the price of a scalar store of `C`: pick the cheaper (counted in elements moved).
     // The AVX-512 kernel transposes 16 x 16 blocks in registers, about 4 times the scalar rate.
+    // It also stores a column-major C through the same transposes; the other kernels store it
+    // element by element.
     let transpose_cost = if kernel == Kernel::Avx512 { 1 } else { 4 };
     let cost = |p: &Problem| {
         let transpose_b = if p.csb == 1 {
@@ -587,12 +640,12 @@ pub(crate) unsafe fn sgemm(
         } else {
             p.k * p.n * transpose_cost
         };
-        let scalar_c = if p.csc == 1 {
+        let strided_c = if p.csc == 1 {
             0
         } else {
-            p.m * p.n * p.k.div_ceil(KC) * 4
+            p.m * p.n * p.k.div_ceil(KC) * transpose_cost
         };
-        transpose_b + scalar_c
+        transpose_b + strided_c
     };
     let t = p.transposed();
     // A bias runs along rows: keep the orientation then.
