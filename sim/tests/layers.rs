@@ -442,7 +442,7 @@ fn im2col_and_col2im_f32_equal_their_definitions() {
         };
         let (n, oh) = (4, conv.out_height());
         let value = |rng: &mut SeededRng, i: usize| {
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 specials[i / 5 % specials.len()]
             } else {
                 rng.uniform(-2.0, 2.0)
