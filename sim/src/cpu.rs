@@ -13,6 +13,7 @@
 //! (a thread's transient buffers on its first group).
 
 use crate::adam::{self, AdamConfig, AdamState};
+use crate::aligned::AlignedVec;
 use crate::backend::{Backend, Batch, EvalStats};
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
@@ -40,22 +41,22 @@ const P2_PLANE: usize = POOL2_SIDE * POOL2_SIDE;
 #[derive(Clone, Debug)]
 pub struct ChunkBuffers {
     n: usize,
-    x: Vec<f32>,
-    col1: Vec<f32>,
-    a1: Vec<f32>,
-    p1: Vec<f32>,
+    x: AlignedVec,
+    col1: AlignedVec,
+    a1: AlignedVec,
+    p1: AlignedVec,
     arg1: Vec<u8>,
-    col2: Vec<f32>,
-    a2: Vec<f32>,
-    p2: Vec<f32>,
+    col2: AlignedVec,
+    a2: AlignedVec,
+    p2: AlignedVec,
     arg2: Vec<u8>,
-    dp2: Vec<f32>,
-    da2: Vec<f32>,
-    dp1: Vec<f32>,
-    da1: Vec<f32>,
-    dw1: Vec<f32>,
+    dp2: AlignedVec,
+    da2: AlignedVec,
+    dp1: AlignedVec,
+    da1: AlignedVec,
+    dw1: AlignedVec,
     db1: Vec<f32>,
-    dw2: Vec<f32>,
+    dw2: AlignedVec,
     db2: Vec<f32>,
     /// conv2's input quantized (per-tensor FP8; relu's backward keeps reading `p1`).
     p1q: Vec<f32>,
@@ -76,22 +77,22 @@ impl ChunkBuffers {
         let c = CHUNK;
         Self {
             n: 0,
-            x: vec![0.0; c * IMAGE_PIXELS],
-            col1: vec![0.0; CONV1.col_len(c)],
-            a1: vec![0.0; CONV1.output_len(c)],
-            p1: vec![0.0; CONV1.out_channels * c * P1_PLANE],
+            x: AlignedVec::zeroed(c * IMAGE_PIXELS),
+            col1: AlignedVec::zeroed(CONV1.col_len(c)),
+            a1: AlignedVec::zeroed(CONV1.output_len(c)),
+            p1: AlignedVec::zeroed(CONV1.out_channels * c * P1_PLANE),
             arg1: vec![0; CONV1.out_channels * c * P1_PLANE],
-            col2: vec![0.0; CONV2.col_len(c)],
-            a2: vec![0.0; CONV2.output_len(c)],
-            p2: vec![0.0; CONV2.out_channels * c * P2_PLANE],
+            col2: AlignedVec::zeroed(CONV2.col_len(c)),
+            a2: AlignedVec::zeroed(CONV2.output_len(c)),
+            p2: AlignedVec::zeroed(CONV2.out_channels * c * P2_PLANE),
             arg2: vec![0; CONV2.out_channels * c * P2_PLANE],
-            dp2: vec![0.0; CONV2.out_channels * c * P2_PLANE],
-            da2: vec![0.0; CONV2.output_len(c)],
-            dp1: vec![0.0; CONV2.input_len(c)],
-            da1: vec![0.0; CONV1.output_len(c)],
-            dw1: vec![0.0; CONV1.weight_len()],
+            dp2: AlignedVec::zeroed(CONV2.out_channels * c * P2_PLANE),
+            da2: AlignedVec::zeroed(CONV2.output_len(c)),
+            dp1: AlignedVec::zeroed(CONV2.input_len(c)),
+            da1: AlignedVec::zeroed(CONV1.output_len(c)),
+            dw1: AlignedVec::zeroed(CONV1.weight_len()),
             db1: vec![0.0; CONV1.out_channels],
-            dw2: vec![0.0; CONV2.weight_len()],
+            dw2: AlignedVec::zeroed(CONV2.weight_len()),
             db2: vec![0.0; CONV2.out_channels],
             p1q: Vec::new(),
             col1f: Vec::new(),
@@ -129,7 +130,7 @@ impl ChunkBuffers {
     /// quantizes it per tensor.
     fn forward_conv1(&mut self, r: &Recipe, w: &ParamViews<'_>) {
         let n = self.n;
-        let col = match r.cast(Site::new(Layer::Conv1, Role::Input)) {
+        let col: &[f32] = match r.cast(Site::new(Layer::Conv1, Role::Input)) {
             Cast::Quantize(Quantization::Mx(..)) => &self.col1f,
             _ => &self.col1,
         };
@@ -158,7 +159,7 @@ impl ChunkBuffers {
     fn im2col2(&mut self, r: &Recipe) {
         let n = self.n;
         let site = Site::new(Layer::Conv2, Role::Input);
-        let input = if is_per_tensor(r, site) {
+        let input: &[f32] = if is_per_tensor(r, site) {
             &self.p1q
         } else {
             &self.p1
@@ -171,7 +172,7 @@ impl ChunkBuffers {
     /// PyTorch's `flatten` order `c*16 + y*4 + x`) into `flat`.
     fn forward_conv2(&mut self, r: &Recipe, w: &ParamViews<'_>, flat: &mut [f32]) {
         let n = self.n;
-        let col = match r.cast(Site::new(Layer::Conv2, Role::Input)) {
+        let col: &[f32] = match r.cast(Site::new(Layer::Conv2, Role::Input)) {
             Cast::Quantize(Quantization::Mx(..)) => &self.col2f,
             _ => &self.col2,
         };
@@ -239,7 +240,7 @@ impl ChunkBuffers {
     fn backward_conv2(&mut self, r: &Recipe, wd: &ParamViews<'_>) {
         let n = self.n;
         let cast = r.cast(Site::new(Layer::Conv2, Role::OutputGrad));
-        let (dy_w, dy_d) = match cast {
+        let (dy_w, dy_d): (&[f32], &[f32]) = match cast {
             Cast::Quantize(Quantization::PerTensor(_)) => (&self.da2q, &self.da2q),
             Cast::Quantize(Quantization::Mx(..)) => (&self.da2q, &self.da2d),
             _ => (&self.da2, &self.da2),
@@ -283,7 +284,7 @@ impl ChunkBuffers {
             r.cast(Site::new(Layer::Conv1, Role::OutputGrad)),
             Cast::Quantize(_)
         );
-        let dy = if quantized { &self.da1q } else { &self.da1 };
+        let dy: &[f32] = if quantized { &self.da1q } else { &self.da1 };
         CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false);
         if quantized {
             bias_grad_from(
@@ -303,28 +304,28 @@ impl ChunkBuffers {
 /// the group's kept images and pooled activations.
 #[derive(Debug)]
 struct Transients {
-    col1: Vec<f32>,
-    a1: Vec<f32>,
-    col2: Vec<f32>,
-    a2: Vec<f32>,
-    dp2: Vec<f32>,
-    da2: Vec<f32>,
-    dp1: Vec<f32>,
-    da1: Vec<f32>,
+    col1: AlignedVec,
+    a1: AlignedVec,
+    col2: AlignedVec,
+    a2: AlignedVec,
+    dp2: AlignedVec,
+    da2: AlignedVec,
+    dp1: AlignedVec,
+    da1: AlignedVec,
 }
 
 impl Transients {
     fn new() -> Self {
         let c = CHUNK;
         Self {
-            col1: vec![0.0; CONV1.col_len(c)],
-            a1: vec![0.0; CONV1.output_len(c)],
-            col2: vec![0.0; CONV2.col_len(c)],
-            a2: vec![0.0; CONV2.output_len(c)],
-            dp2: vec![0.0; CONV2.out_channels * c * P2_PLANE],
-            da2: vec![0.0; CONV2.output_len(c)],
-            dp1: vec![0.0; CONV2.input_len(c)],
-            da1: vec![0.0; CONV1.output_len(c)],
+            col1: AlignedVec::zeroed(CONV1.col_len(c)),
+            a1: AlignedVec::zeroed(CONV1.output_len(c)),
+            col2: AlignedVec::zeroed(CONV2.col_len(c)),
+            a2: AlignedVec::zeroed(CONV2.output_len(c)),
+            dp2: AlignedVec::zeroed(CONV2.out_channels * c * P2_PLANE),
+            da2: AlignedVec::zeroed(CONV2.output_len(c)),
+            dp1: AlignedVec::zeroed(CONV2.input_len(c)),
+            da1: AlignedVec::zeroed(CONV1.output_len(c)),
         }
     }
 

@@ -13,6 +13,7 @@
 //! output ([`metrics`], [`plot`]).
 
 pub mod adam;
+pub mod aligned;
 pub mod backend;
 pub mod checkpoint;
 pub mod conv2d;

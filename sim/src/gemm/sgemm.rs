@@ -27,6 +27,7 @@
 //! `reference` is `matrixmultiply` itself. Each call is single-threaded: the layers parallelise
 //! over groups of images, so no result depends on the thread count.
 
+use crate::aligned::AlignedVec;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -526,7 +527,7 @@ mod x86 {
 thread_local! {
     /// The packing buffer of `B`, one per thread, reused across calls (the layers call small
     /// GEMMs thousands of times per epoch).
-    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK: RefCell<AlignedVec> = RefCell::new(AlignedVec::default());
 }
 
 /// `c = alpha * a * b + beta * c` with the given kernel, in `matrixmultiply`'s order; with a
@@ -758,9 +759,7 @@ unsafe fn drive<K: Micro>(p: &Problem) {
         let need = p.k.min(KC) * nr * if pack_all { panels_max } else { 1 };
         // Grown only: a resize to each GEMM's size re-zeroed the buffer every time it grew back
         // (a memset per call, 1-2 % of a step); every panel is written before it is read.
-        if bp.len() < need {
-            bp.resize(need, 0.0);
-        }
+        bp.ensure_len(need);
         for j0 in (0..p.n).step_by(NC) {
             let nc = (p.n - j0).min(NC);
             let panels = nc.div_ceil(nr);
