@@ -33,6 +33,7 @@ pub mod quantize;
 pub mod recipe;
 pub mod relu;
 pub mod rng;
+pub mod round;
 pub mod state;
 pub mod state_dict;
 pub mod train;

@@ -62,8 +62,8 @@
 use crate::error::{Result, SimError};
 use crate::model::Layer;
 use crate::quantize::{Fp8Element, QuantStats};
+use crate::round::{round_through_bf16, round_through_f16};
 use crate::state::f32_bits;
-use halfscale_core::fast::{round_slice_through_bf16, round_slice_through_f16};
 use halfscale_core::recipe::mx::ScaleMode;
 use halfscale_core::recipe::{
     amax_and_scale_update, te_compute_scale_from_amax, te_scale_inv, AmaxComputeAlgo,
@@ -83,12 +83,12 @@ pub enum LowFormat {
 
 impl LowFormat {
     /// Rounds every element to the format and back (nearest-even, IEEE 754 §4.3.1), in place,
-    /// through the core's slice conversions.
+    /// with the core's slice conversions' bits ([`crate::round`]).
     #[inline]
     pub fn round(self, values: &mut [f32]) {
         match self {
-            LowFormat::F16 => round_slice_through_f16(values),
-            LowFormat::Bf16 => round_slice_through_bf16(values),
+            LowFormat::F16 => round_through_f16(values),
+            LowFormat::Bf16 => round_through_bf16(values),
         }
     }
 
