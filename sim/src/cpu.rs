@@ -348,6 +348,9 @@ thread_local! {
 
 impl ChunkBuffers {
     /// Runs `pass` on this group with the calling thread's [`Transients`] in place of its own.
+    /// `pass` must not wait on rayon work (no join or parallel iterator inside): a group stolen
+    /// onto this thread meanwhile would find the buffers lent out (a `RefCell` panic, not a
+    /// silent share). The trunk's stages call none.
     fn with_thread_transients(&mut self, pass: impl FnOnce(&mut Self)) {
         TRANSIENTS.with_borrow_mut(|t| {
             t.swap(self);
