@@ -94,7 +94,7 @@ pub fn round_slice_through_f16(values: &mut [f32]) {
 /// Rounds every element to the nearest bfloat16 value (ties to even) and back to f32, in place:
 /// `half`'s `bf16::from_f32` then `to_f32` bit for bit (a NaN keeps its sign and top payload bits
 /// and is made quiet), written without branches so that the compiler vectorises it (the
-/// per-element conversion did not: it was a fifth of a bf16 training step).
+/// per-element conversion did not, and made a bf16 training step about 20 % slower than fp32).
 #[inline]
 pub fn round_slice_through_bf16(values: &mut [f32]) {
     for v in values.iter_mut() {

@@ -1,7 +1,7 @@
 //! The rounding sites' slice round trips (f32 -> binary16 or bfloat16 -> f32, nearest-even),
 //! sixteen lanes at a time where the CPU has AVX-512, else the core's.
 //!
-//! They run over every activation and gradient the mixed recipes round (a tenth of a bf16 or
+//! They run over every activation and gradient the mixed recipes round (5-6 % of a bf16 or
 //! fp16 step at the core's 4- and 8-lane widths). Same bits as the core's functions, which
 //! stay the definition: binary16 through F16C's `vcvtps2ph`/`vcvtph2ps` (what `half` runs
 //! where the CPU has F16C; NaN made quiet, top payload bits kept), bfloat16 through the core's
