@@ -95,30 +95,64 @@ impl QuantStats {
     pub fn lost(&self) -> u64 {
         self.saturated + self.flushed_to_zero
     }
-
-    /// Counts one element: `x` before the cast, `y` the scaled value the cast rounded, `q`
-    /// the element's value in the format (before the read-back factor). Branch-free.
-    #[inline(always)]
-    fn count(&mut self, max: f32, min_normal: f32, x: f32, y: f32, q: f32) {
-        self.total += 1;
-        self.nan += u64::from(y.is_nan());
-        self.saturated += u64::from(y.abs() > max);
-        self.flushed_to_zero += u64::from(x != 0.0 && q == 0.0);
-        self.subnormal += u64::from(q != 0.0 && q.abs() < min_normal);
-    }
 }
 
 /// The largest magnitude of `values`, NaN ignored (TE's amax kernels reduce with `fmaxf`, which
 /// skips NaN); an infinity is the amax.
 pub fn amax(values: &[f32]) -> f32 {
-    values
-        .iter()
-        .fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m })
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present.
+        return unsafe { amax_avx512(values) };
+    }
+    amax_lanes(values)
+}
+
+/// [`amax`] in sixteen independent running maxima, combined at the end: a maximum is exact and
+/// order-free (NaN skipped by every lane alike), so this equals the sequential fold, and each
+/// lane's select compiles to a vector max.
+#[inline(always)]
+fn amax_lanes(values: &[f32]) -> f32 {
+    let max = |m: f32, x: f32| if x.abs() > m { x.abs() } else { m };
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = max(*m, x);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0.0f32, |m, &x| max(m, x));
+    lanes.iter().fold(tail, |m, &x| max(m, x))
+}
+
+/// [`amax_lanes`] compiled with AVX-512 enabled.
+///
+/// # Safety
+/// AVX-512F is present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn amax_avx512(values: &[f32]) -> f32 {
+    amax_lanes(values)
 }
 
 /// Per-tensor fake quantization in place: `x <- value(code(x * scale)) * scale_inv` (see the
 /// module doc; a NaN stays NaN). Returns what the cast did.
 pub fn quantize_tensor(
+    values: &mut [f32],
+    elem: Fp8Element,
+    scale: f32,
+    scale_inv: f32,
+) -> QuantStats {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present.
+        return unsafe { quantize_tensor_avx512(values, elem, scale, scale_inv) };
+    }
+    quantize_tensor_by_element(values, elem, scale, scale_inv)
+}
+
+#[inline(always)]
+fn quantize_tensor_by_element(
     values: &mut [f32],
     elem: Fp8Element,
     scale: f32,
@@ -130,8 +164,26 @@ pub fn quantize_tensor(
     }
 }
 
+/// [`quantize_tensor`]'s loop compiled with AVX-512 enabled (16 lanes; same operations).
+///
+/// # Safety
+/// AVX-512F is present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_tensor_avx512(
+    values: &mut [f32],
+    elem: Fp8Element,
+    scale: f32,
+    scale_inv: f32,
+) -> QuantStats {
+    quantize_tensor_by_element(values, elem, scale, scale_inv)
+}
+
 /// [`quantize_tensor`] for the format with `EBITS` exponent and `MBITS` fraction bits: the
-/// core's branch-free rounding and decoding, so the loop vectorises.
+/// core's branch-free rounding and decoding, so the loop vectorises; the counts kept in 32-bit
+/// lanes over pieces of 2^16 elements and added to the 64-bit totals after each (64-bit
+/// counters kept the loop scalar).
+#[inline(always)]
 fn quantize_tensor_as<const EBITS: u32, const MBITS: u32>(
     values: &mut [f32],
     elem: Fp8Element,
@@ -140,15 +192,26 @@ fn quantize_tensor_as<const EBITS: u32, const MBITS: u32>(
 ) -> QuantStats {
     let (max, min_normal) = (elem.max(), elem.min_normal());
     let mut stats = QuantStats::default();
-    for v in values.iter_mut() {
-        let x = *v;
-        let y = x * scale;
-        let code = f32_to_minifloat_clamped::<EBITS, MBITS>(y.clamp(-max, max));
-        let q = minifloat_clamped_to_f32::<EBITS, MBITS>(code);
-        // The rounding's contract excludes NaN: the cast keeps a NaN a NaN.
-        let q = if y.is_nan() { y } else { q };
-        stats.count(max, min_normal, x, y, q);
-        *v = q * scale_inv;
+    for piece in values.chunks_mut(1 << 16) {
+        let (mut nan, mut saturated, mut flushed, mut subnormal) = (0u32, 0u32, 0u32, 0u32);
+        for v in piece.iter_mut() {
+            let x = *v;
+            let y = x * scale;
+            let code = f32_to_minifloat_clamped::<EBITS, MBITS>(y.clamp(-max, max));
+            let q = minifloat_clamped_to_f32::<EBITS, MBITS>(code);
+            // The rounding's contract excludes NaN: the cast keeps a NaN a NaN.
+            let q = if y.is_nan() { y } else { q };
+            nan += u32::from(y.is_nan());
+            saturated += u32::from(y.abs() > max);
+            flushed += u32::from(x != 0.0 && q == 0.0);
+            subnormal += u32::from(q != 0.0 && q.abs() < min_normal);
+            *v = q * scale_inv;
+        }
+        stats.total += piece.len() as u64;
+        stats.nan += u64::from(nan);
+        stats.saturated += u64::from(saturated);
+        stats.flushed_to_zero += u64::from(flushed);
+        stats.subnormal += u64::from(subnormal);
     }
     stats
 }
