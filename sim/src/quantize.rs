@@ -97,6 +97,38 @@ impl QuantStats {
     }
 }
 
+/// [`QuantStats`]'s four fates counted in 32-bit lanes over a run of elements and added to
+/// the 64-bit totals once at its end: 64-bit counters per element kept the cast loops scalar.
+/// A run must hold fewer than 2^32 elements.
+#[derive(Clone, Copy, Default)]
+struct LaneCounts {
+    nan: u32,
+    saturated: u32,
+    flushed_to_zero: u32,
+    subnormal: u32,
+}
+
+impl LaneCounts {
+    /// Counts one element: `x` before the cast, `y` the scaled value the cast rounded, `q` the
+    /// element's value in the format (before the read-back factor). Branch-free.
+    #[inline(always)]
+    fn count(&mut self, max: f32, min_normal: f32, x: f32, y: f32, q: f32) {
+        self.nan += u32::from(y.is_nan());
+        self.saturated += u32::from(y.abs() > max);
+        self.flushed_to_zero += u32::from(x != 0.0 && q == 0.0);
+        self.subnormal += u32::from(q != 0.0 && q.abs() < min_normal);
+    }
+
+    /// Adds the run's counts, `total` elements, to `stats`.
+    fn add_to(self, stats: &mut QuantStats, total: usize) {
+        stats.total += total as u64;
+        stats.nan += u64::from(self.nan);
+        stats.saturated += u64::from(self.saturated);
+        stats.flushed_to_zero += u64::from(self.flushed_to_zero);
+        stats.subnormal += u64::from(self.subnormal);
+    }
+}
+
 /// The largest magnitude of `values`, NaN ignored (TE's amax kernels reduce with `fmaxf`, which
 /// skips NaN); an infinity is the amax.
 pub fn amax(values: &[f32]) -> f32 {
@@ -180,9 +212,8 @@ unsafe fn quantize_tensor_avx512(
 }
 
 /// [`quantize_tensor`] for the format with `EBITS` exponent and `MBITS` fraction bits: the
-/// core's branch-free rounding and decoding, so the loop vectorises; the counts kept in 32-bit
-/// lanes over pieces of 2^16 elements and added to the 64-bit totals after each (64-bit
-/// counters kept the loop scalar).
+/// core's branch-free rounding and decoding, so the loop vectorises; the counts in
+/// [`LaneCounts`] over pieces of 2^16 elements.
 #[inline(always)]
 fn quantize_tensor_as<const EBITS: u32, const MBITS: u32>(
     values: &mut [f32],
@@ -193,7 +224,7 @@ fn quantize_tensor_as<const EBITS: u32, const MBITS: u32>(
     let (max, min_normal) = (elem.max(), elem.min_normal());
     let mut stats = QuantStats::default();
     for piece in values.chunks_mut(1 << 16) {
-        let (mut nan, mut saturated, mut flushed, mut subnormal) = (0u32, 0u32, 0u32, 0u32);
+        let mut counts = LaneCounts::default();
         for v in piece.iter_mut() {
             let x = *v;
             let y = x * scale;
@@ -201,17 +232,10 @@ fn quantize_tensor_as<const EBITS: u32, const MBITS: u32>(
             let q = minifloat_clamped_to_f32::<EBITS, MBITS>(code);
             // The rounding's contract excludes NaN: the cast keeps a NaN a NaN.
             let q = if y.is_nan() { y } else { q };
-            nan += u32::from(y.is_nan());
-            saturated += u32::from(y.abs() > max);
-            flushed += u32::from(x != 0.0 && q == 0.0);
-            subnormal += u32::from(q != 0.0 && q.abs() < min_normal);
+            counts.count(max, min_normal, x, y, q);
             *v = q * scale_inv;
         }
-        stats.total += piece.len() as u64;
-        stats.nan += u64::from(nan);
-        stats.saturated += u64::from(saturated);
-        stats.flushed_to_zero += u64::from(flushed);
-        stats.subnormal += u64::from(subnormal);
+        counts.add_to(&mut stats, piece.len());
     }
     stats
 }
@@ -323,7 +347,7 @@ fn cast_band(
 
 /// Replaces each element of the cast blocks by its code's value times `2^e` (the core's exact
 /// decoding; a NaN scale, from a NaN in the block, reads back as NaN), counting into `stats`.
-/// The counts run in 32-bit lanes over the band and are added once, so the loop vectorises.
+/// The counts run in [`LaneCounts`] over the band, so the loop vectorises.
 fn read_back<const EBITS: u32, const MBITS: u32>(
     buf: &mut [f32],
     scales: &[E8M0],
@@ -332,7 +356,7 @@ fn read_back<const EBITS: u32, const MBITS: u32>(
     stats: &mut QuantStats,
 ) {
     let (max, min_normal) = (elem.max(), elem.min_normal());
-    let (mut saturated, mut flushed, mut subnormal, mut nan) = (0u32, 0u32, 0u32, 0u32);
+    let mut counts = LaneCounts::default();
     for ((block, &scale), codes) in buf
         .chunks_exact_mut(BLOCK_SIZE)
         .zip(scales.iter())
@@ -344,17 +368,9 @@ fn read_back<const EBITS: u32, const MBITS: u32>(
         };
         for (x, &code) in block.iter_mut().zip(codes) {
             let q = minifloat_clamped_to_f32::<EBITS, MBITS>(code);
-            let y = *x * inv;
-            nan += u32::from(y.is_nan());
-            saturated += u32::from(y.abs() > max);
-            flushed += u32::from(*x != 0.0 && q == 0.0);
-            subnormal += u32::from(q != 0.0 && q.abs() < min_normal);
+            counts.count(max, min_normal, *x, *x * inv, q);
             *x = q * factor;
         }
     }
-    stats.total += buf.len() as u64;
-    stats.saturated += u64::from(saturated);
-    stats.flushed_to_zero += u64::from(flushed);
-    stats.subnormal += u64::from(subnormal);
-    stats.nan += u64::from(nan);
+    counts.add_to(stats, buf.len());
 }
