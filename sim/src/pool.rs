@@ -156,7 +156,7 @@ pub fn backward<T: PoolScalar>(
 
 /// Backward of one pair of rows of even width: window `ox` (`top`/`bot` elements `2 ox`,
 /// `2 ox + 1`) gets `g[ox]` at its winner `arg[ox]` (`0, 1` on top, `2, 3` below) and `+0`
-/// at the other three; the portable version of [`PoolScalar::backward_rows`].
+/// at the other three (one step of [`backward_tiled_portable`]).
 pub fn backward_rows_portable<T: Scalar>(g: &[T], arg: &[u8], top: &mut [T], bot: &mut [T]) {
     for (((&v, &a), t), b) in g
         .iter()
