@@ -84,6 +84,11 @@ fn main() {
     time("conv2 dW", f2, || {
         CONV2.backward_params(n, &da2, &col2, &mut dw2, &mut db2, false)
     });
+    // The fused backward's: the im2col matrix read from `p1` through offsets, not rebuilt.
+    let offsets2 = CONV2.col_offsets(n);
+    time("conv2 dW gath", f2, || {
+        CONV2.backward_params_gathered(n, &da2, &p1, &offsets2, &mut dw2, &mut db2, false)
+    });
     // dcol into col2's buffer, as the backend does once dW has read it.
     time("conv2 dX", f2, || {
         CONV2.backward_input(n, &da2, &w2, &mut col2, &mut dp1)
@@ -95,5 +100,9 @@ fn main() {
     });
     time("conv1 dW", f1, || {
         CONV1.backward_params(n, &da1, &col1, &mut dw1, &mut db1, false)
+    });
+    let offsets1 = CONV1.col_offsets(n);
+    time("conv1 dW gath", f1, || {
+        CONV1.backward_params_gathered(n, &da1, &x, &offsets1, &mut dw1, &mut db1, false)
     });
 }

@@ -9,7 +9,7 @@
 //! Backward (the rules of `convolution_backward`): `dW = dY * col^T`, `db = sum of dY over images
 //! and positions`, `dcol = W^T * dY`, and `dX = col2im(dcol)` (scatter-add of the patches).
 
-use crate::gemm::{gemm, gemm_bias_rows, sum_lanes, Mat, MatMut, Scalar};
+use crate::gemm::{gemm, gemm_bias_rows, gemm_gathered, sum_lanes, Gathered, Mat, MatMut, Scalar};
 
 /// The element types convolutions run on, with their im2col and col2im: the portable loops,
 /// and for f32 vector versions where the CPU has AVX-512F and the geometry is one they are
@@ -238,6 +238,17 @@ fn add_row<T: Scalar>(dst: &mut [T], src: &[T]) {
 /// CPU's parallel groups and the CUDA kernel `conv2d_bwd_params_part` alike), not a detail of one.
 pub const WEIGHT_GRAD_GROUP: usize = 4;
 
+/// A convolution's im2col matrix as offsets into its input ([`Conv2d::col_offsets`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ColOffsets {
+    /// The number of images the tables are for.
+    pub n: usize,
+    /// Per row of the matrix (filter tap `(c, i, j)`).
+    pub taps: Vec<usize>,
+    /// Per column (output position `(img, y, x)`).
+    pub positions: Vec<usize>,
+}
+
 /// The geometry of one convolution layer on `in_height x in_width` inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2d {
@@ -401,6 +412,73 @@ impl Conv2d {
             ),
         );
         // The bias gradient in `sum_lanes` order (the CUDA backend reproduces it).
+        for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
+            let s = sum_lanes(row);
+            *db = if accumulate { *db + s } else { s };
+        }
+    }
+
+    /// The im2col matrix of `n` images as two offset tables into the input:
+    /// `col[tap][p] = x[taps[tap] + positions[p]]`, tap `(c, i, j)` at `c*n*H*W + i*W + j`,
+    /// position `(img, y, x)` at `img*H*W + y*W + x` (CNHW, as [`Self::im2col`]).
+    pub fn col_offsets(&self, n: usize) -> ColOffsets {
+        let (k, w) = (self.kernel, self.in_width);
+        let plane = self.in_plane();
+        let taps = (0..self.in_channels)
+            .flat_map(|c| (0..k).flat_map(move |i| (0..k).map(move |j| c * n * plane + i * w + j)))
+            .collect();
+        let (oh, ow) = (self.out_height(), self.out_width());
+        let positions = (0..n)
+            .flat_map(|img| {
+                (0..oh).flat_map(move |y| (0..ow).map(move |x| img * plane + y * w + x))
+            })
+            .collect();
+        ColOffsets { n, taps, positions }
+    }
+
+    /// [`Self::backward_params`] reading the im2col matrix from the input `x` through
+    /// `offsets` (from [`Self::col_offsets`] for `n` images) instead of a built one: the same
+    /// bits (the GEMM's FMA chains are the same, their operands read from elsewhere), without
+    /// the pass that builds the matrix.
+    ///
+    /// # Panics
+    /// When `offsets` are not for `n` images of this layer, or `x` is shorter than `n` images.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_params_gathered(
+        &self,
+        n: usize,
+        dy: &[f32],
+        x: &[f32],
+        offsets: &ColOffsets,
+        dweight: &mut [f32],
+        dbias: &mut [f32],
+        accumulate: bool,
+    ) {
+        assert!(
+            offsets.n == n && offsets.taps.len() == self.col_rows(),
+            "conv2d: offsets for another geometry"
+        );
+        let np = n * self.out_plane();
+        let dy = &dy[..self.output_len(n)];
+        let taps = self.col_rows();
+        // dW^T = col * dY^T: `col` is the gathered A (it must stay A), dW written transposed.
+        gemm_gathered(
+            1.0,
+            Gathered {
+                src: &x[..self.input_len(n)],
+                rows: &offsets.taps,
+                cols: &offsets.positions,
+            },
+            Mat::row_major(dy, self.out_channels, np).t(),
+            if accumulate { 1.0 } else { 0.0 },
+            MatMut {
+                data: &mut dweight[..self.weight_len()],
+                rows: taps,
+                cols: self.out_channels,
+                row_stride: 1,
+                col_stride: taps,
+            },
+        );
         for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
             let s = sum_lanes(row);
             *db = if accumulate { *db + s } else { s };

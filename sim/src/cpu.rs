@@ -15,6 +15,7 @@
 use crate::adam::{self, AdamConfig, AdamState};
 use crate::aligned::AlignedVec;
 use crate::backend::{Backend, Batch, EvalStats};
+use crate::conv2d::ColOffsets;
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
@@ -69,6 +70,10 @@ pub struct ChunkBuffers {
     da2q: Vec<f32>,
     da2d: Vec<f32>,
     da1q: Vec<f32>,
+    /// conv1's and conv2's im2col matrices as offsets into `x` and `p1`, for the fused
+    /// backward's weight gradients (built for the group's image count on first use).
+    col1_offsets: ColOffsets,
+    col2_offsets: ColOffsets,
 }
 
 impl ChunkBuffers {
@@ -100,6 +105,8 @@ impl ChunkBuffers {
             da2q: Vec::new(),
             da2d: Vec::new(),
             da1q: Vec::new(),
+            col1_offsets: ColOffsets::default(),
+            col2_offsets: ColOffsets::default(),
         }
     }
 
@@ -237,7 +244,11 @@ impl ChunkBuffers {
 
     /// Backward, second stage: conv2's weight, bias and input gradients, then back through
     /// relu and pool to conv1's output gradient (copied for quantization where needed).
-    fn backward_conv2(&mut self, r: &Recipe, wd: &ParamViews<'_>) {
+    ///
+    /// `Col::Gathered` (the fused trunk, which quantizes nothing): dW reads conv2's im2col
+    /// matrix from `p1` through offset tables, so the backward need not rebuild it; `Col::Built`:
+    /// from `col2`.
+    fn backward_conv2(&mut self, r: &Recipe, wd: &ParamViews<'_>, col: Col) {
         let n = self.n;
         let cast = r.cast(Site::new(Layer::Conv2, Role::OutputGrad));
         let (dy_w, dy_d): (&[f32], &[f32]) = match cast {
@@ -245,7 +256,26 @@ impl ChunkBuffers {
             Cast::Quantize(Quantization::Mx(..)) => (&self.da2q, &self.da2d),
             _ => (&self.da2, &self.da2),
         };
-        CONV2.backward_params(n, dy_w, &self.col2, &mut self.dw2, &mut self.db2, false);
+        match col {
+            Col::Built => {
+                CONV2.backward_params(n, dy_w, &self.col2, &mut self.dw2, &mut self.db2, false)
+            }
+            Col::Gathered => {
+                debug_assert!(!is_per_tensor(r, Site::new(Layer::Conv2, Role::Input)));
+                if self.col2_offsets.n != n || self.col2_offsets.taps.is_empty() {
+                    self.col2_offsets = CONV2.col_offsets(n);
+                }
+                CONV2.backward_params_gathered(
+                    n,
+                    dy_w,
+                    &self.p1,
+                    &self.col2_offsets,
+                    &mut self.dw2,
+                    &mut self.db2,
+                    false,
+                );
+            }
+        }
         // `col2` is dead once dW has read it: its buffer takes dcol (one L2-sized buffer less).
         CONV2.backward_input(n, dy_d, wd.conv2_w, &mut self.col2, &mut self.dp1);
         if matches!(cast, Cast::Quantize(_)) {
@@ -278,14 +308,33 @@ impl ChunkBuffers {
     }
 
     /// Backward, last stage: conv1's weight and bias gradients into the group's partials.
-    fn backward_conv1(&mut self, r: &Recipe) {
+    /// `col` as [`Self::backward_conv2`]'s (gathered from the kept images `x`).
+    fn backward_conv1(&mut self, r: &Recipe, col: Col) {
         let n = self.n;
         let quantized = matches!(
             r.cast(Site::new(Layer::Conv1, Role::OutputGrad)),
             Cast::Quantize(_)
         );
         let dy: &[f32] = if quantized { &self.da1q } else { &self.da1 };
-        CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false);
+        match col {
+            Col::Built => {
+                CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false)
+            }
+            Col::Gathered => {
+                if self.col1_offsets.n != n || self.col1_offsets.taps.is_empty() {
+                    self.col1_offsets = CONV1.col_offsets(n);
+                }
+                CONV1.backward_params_gathered(
+                    n,
+                    dy,
+                    &self.x,
+                    &self.col1_offsets,
+                    &mut self.dw1,
+                    &mut self.db1,
+                    false,
+                );
+            }
+        }
         if quantized {
             bias_grad_from(
                 &self.da1[..CONV1.output_len(n)],
@@ -300,8 +349,9 @@ impl ChunkBuffers {
 /// convolutions' outputs and the trunk's gradients, about 1.8 MB): where the trunk runs group
 /// by group, each thread lends its own set to every group it runs, so they stay in that
 /// core's L2 instead of each group's set coming from L3 (measured: the conv2 GEMMs 35-60 %
-/// slower on per-group buffers). The im2col matrices are rebuilt for the backward pass, from
-/// the group's kept images and pooled activations.
+/// slower on per-group buffers). The backward pass does not need the im2col matrices again:
+/// the weight gradients read them from the group's kept images and pooled activations through
+/// offset tables (`Conv2d::backward_params_gathered`); `col2`'s buffer takes conv2's `dcol`.
 #[derive(Debug)]
 struct Transients {
     col1: AlignedVec,
@@ -370,17 +420,25 @@ impl ChunkBuffers {
         });
     }
 
-    /// The whole trunk backward for this group, the im2col matrices rebuilt first (the same
-    /// values: copies of the kept inputs).
+    /// The whole trunk backward for this group: the weight gradients read the im2col matrices
+    /// from the kept inputs (`p1`, the images) through offsets instead of rebuilding them (the
+    /// same values).
     fn backward_fused(&mut self, r: &Recipe, wd: &ParamViews<'_>, dflat: &[f32]) {
         self.with_thread_transients(|c| {
             c.backward_to_conv2(r, dflat);
-            c.im2col2(r);
-            c.backward_conv2(r, wd);
-            c.im2col1(r);
-            c.backward_conv1(r);
+            c.backward_conv2(r, wd, Col::Gathered);
+            c.backward_conv1(r, Col::Gathered);
         });
     }
+}
+
+/// Where a weight-gradient GEMM reads its im2col matrix from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    /// The built matrix (`col1`/`col2`).
+    Built,
+    /// The layer's input, through offset tables.
+    Gathered,
 }
 
 impl Default for ChunkBuffers {
@@ -1003,14 +1061,14 @@ impl CpuBackend {
             };
             self.chunks[..groups]
                 .par_iter_mut()
-                .for_each(|chunk| chunk.backward_conv2(r, &wd));
+                .for_each(|chunk| chunk.backward_conv2(r, &wd, Col::Built));
         }
         self.quantize_chunk_grad(Layer::Conv1, groups);
         {
             let r = &self.recipe;
             self.chunks[..groups]
                 .par_iter_mut()
-                .for_each(|chunk| chunk.backward_conv1(r));
+                .for_each(|chunk| chunk.backward_conv1(r, Col::Built));
         }
     }
 

@@ -380,6 +380,91 @@ pub fn gemm_f32_bias_with(
     Ok(())
 }
 
+/// An f32 `A` operand read through offset tables: `A[i][p] = src[rows[i] + cols[p]]`. A
+/// convolution's im2col matrix is one (`rows` from the filter tap, `cols` from the output
+/// position; `Conv2d::col_offsets`), so a GEMM can read it from the convolution's input
+/// without building it.
+#[derive(Clone, Copy, Debug)]
+pub struct Gathered<'a> {
+    pub src: &'a [f32],
+    pub rows: &'a [usize],
+    pub cols: &'a [usize],
+}
+
+impl Gathered<'_> {
+    /// Every addressed element inside `src`.
+    fn fits(&self) -> bool {
+        match (self.rows.iter().max(), self.cols.iter().max()) {
+            (Some(&r), Some(&c)) => r.checked_add(c).is_some_and(|e| e < self.src.len()),
+            _ => true,
+        }
+    }
+}
+
+/// `c = alpha * a * b + beta * c` with a gathered `a`, on the active kernel: the same bits as
+/// [`gemm`] on the matrix `a` stands for (the same FMA chains, read from elsewhere).
+///
+/// # Panics
+/// As [`gemm`]: tables or shapes that disagree, or an offset past `src`.
+pub fn gemm_gathered(alpha: f32, a: Gathered<'_>, b: Mat<'_, f32>, beta: f32, c: MatMut<'_, f32>) {
+    gemm_f32_gathered_with(Kernel::active(), alpha, a, b, beta, c)
+        .expect("the active kernel is supported");
+}
+
+/// [`gemm_gathered`] on a chosen kernel (the tests check each against the built matrix).
+///
+/// # Errors
+/// [`Unsupported`] when this CPU cannot run `kernel`.
+///
+/// # Panics
+/// As [`gemm_gathered`].
+pub fn gemm_f32_gathered_with(
+    kernel: Kernel,
+    alpha: f32,
+    a: Gathered<'_>,
+    b: Mat<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+) -> Result<(), Unsupported> {
+    if !kernel.supported() {
+        return Err(Unsupported(kernel));
+    }
+    assert_eq!(a.cols.len(), b.rows, "gemm: inner dimensions differ");
+    assert_eq!(a.rows.len(), c.rows, "gemm: output rows differ");
+    assert_eq!(b.cols, c.cols, "gemm: output columns differ");
+    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
+    let c_fits = c.rows == 0
+        || c.cols == 0
+        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
+    assert!(c_fits, "gemm: output view exceeds its slice");
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    // SAFETY: every offset pair and view was checked to fit its slice above (offsets below
+    // `src.len() <= isize::MAX`, so a `usize` table reads as the same `isize` values); `c` is a
+    // unique borrow, so it aliases neither input; `kernel` was checked to be supported.
+    unsafe {
+        sgemm::sgemm_gathered(
+            kernel,
+            c.rows,
+            b.rows,
+            c.cols,
+            alpha,
+            a.src.as_ptr(),
+            a.rows.as_ptr().cast::<isize>(),
+            a.cols.as_ptr().cast::<isize>(),
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.row_stride as isize,
+            c.col_stride as isize,
+        );
+    }
+    Ok(())
+}
+
 /// Sum of a slice in eight interleaved partial sums (element `i` into partial `i % 8`), combined
 /// pairwise at the end: a fixed order, so the result is reproducible, and independent chains,
 /// so it vectorises instead of waiting on one add at a time.

@@ -303,3 +303,97 @@ fn dispatch_picks_a_supported_kernel() {
         assert_eq!(problem.run(kernel, 0.0), Err(Unsupported(kernel)));
     }
 }
+
+/// A gathered `A` (`A[i][p] = src[rows[i] + cols[p]]`, as a convolution's im2col matrix is
+/// read from its input) gives the bits of the same GEMM on the built matrix, on every kernel,
+/// with `C` row- and column-major, `beta` 0 and 1, and inner dimensions of one and several
+/// `KC` blocks (ragged edges included). A kernel that read the wrong element, or summed in
+/// another order, would differ.
+#[test]
+fn gathered_a_matches_the_built_matrix() {
+    use halfscale_sim::gemm::{gemm_f32_gathered_with, Gathered};
+    let mut rng = Rng(0x005e_ed0f_9a7e);
+    for &(m, k, n) in &[
+        (25, 2304, 32),
+        (800, 256, 64),
+        (13, 300, 21),
+        (1, 1, 1),
+        (9, 513, 17),
+    ] {
+        let src = rng.vec(m * 3 + k * 2 + 7);
+        // Overlapping, out-of-order reads: every row shares elements with its neighbours.
+        let rows: Vec<usize> = (0..m).map(|i| (i * 7) % (m * 3)).collect();
+        let cols: Vec<usize> = (0..k).map(|p| (p * 5 + p / 3) % (k * 2)).collect();
+        let built: Vec<f32> = (0..m * k).map(|e| src[rows[e / k] + cols[e % k]]).collect();
+        let b = rng.vec(k * n);
+        let c0 = rng.vec(m * n);
+        for c_t in [false, true] {
+            for beta in [0.0f32, 1.0] {
+                let mut want = c0.clone();
+                gemm_f32_with(
+                    Kernel::Reference,
+                    1.0,
+                    Mat::row_major(&built, m, k),
+                    Mat::row_major(&b, k, n),
+                    beta,
+                    view(&mut want, m, n, c_t),
+                )
+                .unwrap();
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.supported()) {
+                    let mut got = c0.clone();
+                    gemm_f32_gathered_with(
+                        kernel,
+                        1.0,
+                        Gathered {
+                            src: &src,
+                            rows: &rows,
+                            cols: &cols,
+                        },
+                        Mat::row_major(&b, k, n),
+                        beta,
+                        view(&mut got, m, n, c_t),
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{kernel:?} {m}x{k}x{n} c_t={c_t} beta={beta}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `C` as an `m x n` view of `data`, row- or column-major.
+fn view(data: &mut [f32], m: usize, n: usize, col_major: bool) -> MatMut<'_, f32> {
+    let (row_stride, col_stride) = if col_major { (1, m) } else { (n, 1) };
+    MatMut {
+        data,
+        rows: m,
+        cols: n,
+        row_stride,
+        col_stride,
+    }
+}
+
+/// An offset past the source is a programming error caught before any read.
+#[test]
+#[should_panic(expected = "input view exceeds its slice")]
+fn gathered_offsets_past_the_source_panic() {
+    use halfscale_sim::gemm::{gemm_gathered, Gathered};
+    let src = [1.0f32; 10];
+    let b = [1.0f32; 2];
+    let mut c = [0.0f32; 2];
+    gemm_gathered(
+        1.0,
+        Gathered {
+            src: &src,
+            rows: &[0, 8],
+            cols: &[1, 2],
+        },
+        Mat::row_major(&b, 2, 1),
+        0.0,
+        MatMut::row_major(&mut c, 2, 1),
+    );
+}

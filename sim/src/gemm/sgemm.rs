@@ -125,11 +125,13 @@ impl Kernel {
 #[derive(Clone, Copy)]
 struct Tile {
     kc: usize,
-    /// `A[i][p]` at `a + i * ars + p * acs`, for `i < rows`.
+    /// `A[i][p]` at `a + i * ars + p * acs`, for `i < rows`; when `gather` is non-null, at
+    /// `a + gather.rows[i] + gather.cols[p]` instead (`ars`, `acs` unused).
     a: *const f32,
     ars: isize,
     acs: isize,
     rows: usize,
+    gather: Gather,
     /// `B[p][j]` at `b + p * ldb + j`, for all `j < NR` (packed or padded past `cols`).
     b: *const f32,
     ldb: isize,
@@ -141,6 +143,27 @@ struct Tile {
     beta: f32,
     /// Non-null: `C` starts as `bias[i]` in row `i` instead of `beta * C` (and is not read).
     bias: *const f32,
+}
+
+/// An `A` read through offset tables: `A[i][p] = a[rows[i] + cols[p]]` (an im2col matrix
+/// read from the convolution's input: the tap gives the row offset, the output position the
+/// column offset). Null tables: `A` is strided.
+#[derive(Clone, Copy)]
+pub(crate) struct Gather {
+    pub(crate) rows: *const isize,
+    pub(crate) cols: *const isize,
+}
+
+impl Gather {
+    /// No gather: `A` strided.
+    pub(crate) const NONE: Gather = Gather {
+        rows: std::ptr::null(),
+        cols: std::ptr::null(),
+    };
+
+    fn is_some(&self) -> bool {
+        !self.cols.is_null()
+    }
 }
 
 /// The largest `MR * NR` of any kernel (the scalar epilogue's buffer).
@@ -199,10 +222,36 @@ unsafe fn store_scalar(ab: &[f32], nr: usize, t: &Tile) {
 }
 
 /// Row pointers of `A` for a tile, rows past `rows` clamped to the last one (computed, never
-/// stored), so the kernel's loop has no edge case.
+/// stored), so the kernel's loop has no edge case; with `GATHER`, from the row offset table.
+///
+/// # Safety
+/// With `GATHER`, `t.gather.rows` holds `t.rows` offsets.
 #[inline(always)]
-fn a_rows<const MR: usize>(t: &Tile) -> [*const f32; MR] {
-    std::array::from_fn(|i| t.a.wrapping_offset(i.min(t.rows - 1) as isize * t.ars))
+unsafe fn a_rows<const MR: usize, const GATHER: bool>(t: &Tile) -> [*const f32; MR] {
+    std::array::from_fn(|i| {
+        let i = i.min(t.rows - 1);
+        if GATHER {
+            // SAFETY: `i < rows` offsets are readable (the contract).
+            t.a.wrapping_offset(unsafe { *t.gather.rows.add(i) })
+        } else {
+            t.a.wrapping_offset(i as isize * t.ars)
+        }
+    })
+}
+
+/// The offset of `A[.][p]` from its row pointer: `p * acs`, or with `GATHER` the column offset
+/// table's entry.
+///
+/// # Safety
+/// With `GATHER`, `t.gather.cols` holds `t.kc` offsets and `p < kc`.
+#[inline(always)]
+unsafe fn a_col<const GATHER: bool>(t: &Tile, p: usize) -> isize {
+    if GATHER {
+        // SAFETY: `p < kc` (the contract).
+        unsafe { *t.gather.cols.add(p) }
+    } else {
+        p as isize * t.acs
+    }
 }
 
 struct Portable;
@@ -211,16 +260,34 @@ impl Micro for Portable {
     const MR: usize = 4;
     const NR: usize = 16;
     unsafe fn tile(t: &Tile) {
+        // SAFETY (both): forwarded; the tables are read only when present.
+        if t.gather.is_some() {
+            unsafe { portable_tile::<true>(t) }
+        } else {
+            unsafe { portable_tile::<false>(t) }
+        }
+    }
+}
+
+/// [`Portable`]'s tile, `A` strided or gathered.
+///
+/// # Safety
+/// As [`Micro::tile`].
+unsafe fn portable_tile<const GATHER: bool>(t: &Tile) {
+    {
         const MR: usize = Portable::MR;
         const NR: usize = Portable::NR;
-        let rows = a_rows::<MR>(t);
+        // SAFETY: forwarded.
+        let rows = unsafe { a_rows::<MR, GATHER>(t) };
         let mut ab = [0.0f32; MR * NR];
-        for p in 0..t.kc as isize {
+        for p in 0..t.kc {
+            // SAFETY: `p < kc`.
+            let pa = unsafe { a_col::<GATHER>(t, p) };
             // SAFETY: row `p < kc` of B has `NR` readable elements (the contract).
-            let bv = unsafe { std::slice::from_raw_parts(t.b.offset(p * t.ldb), NR) };
+            let bv = unsafe { std::slice::from_raw_parts(t.b.offset(p as isize * t.ldb), NR) };
             for (i, row) in rows.iter().enumerate() {
                 // SAFETY: `A[min(i, rows - 1)][p]` is readable.
-                let a = unsafe { *row.offset(p * t.acs) };
+                let a = unsafe { *row.offset(pa) };
                 for j in 0..NR {
                     ab[i * NR + j] = a.mul_add(bv[j], ab[i * NR + j]);
                 }
@@ -233,7 +300,7 @@ impl Micro for Portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{a_rows, store_scalar, Micro, Tile, MAX_TILE};
+    use super::{a_col, a_rows, store_scalar, Micro, Tile, MAX_TILE};
     use std::arch::x86_64::*;
 
     /// AVX-512F: `MR` rows x `NV` vectors of 16.
@@ -243,9 +310,13 @@ mod x86 {
         const MR: usize = MR;
         const NR: usize = 16 * NV;
         unsafe fn tile(t: &Tile) {
-            // SAFETY: this kernel is only selected when `avx512f` was detected
+            // SAFETY (both): this kernel is only selected when `avx512f` was detected
             // (`Kernel::supported`); the memory contract is forwarded.
-            unsafe { tile_avx512::<MR, NV>(t) }
+            if t.gather.is_some() {
+                unsafe { tile_avx512::<MR, NV, true>(t) }
+            } else {
+                unsafe { tile_avx512::<MR, NV, false>(t) }
+            }
         }
 
         unsafe fn pack(
@@ -354,11 +425,14 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn tile_avx512<const MR: usize, const NV: usize>(t: &Tile) {
-        let rows = a_rows::<MR>(t);
+    unsafe fn tile_avx512<const MR: usize, const NV: usize, const GATHER: bool>(t: &Tile) {
+        // SAFETY: forwarded (the tables hold the tile's rows and `kc` columns).
+        let rows = unsafe { a_rows::<MR, GATHER>(t) };
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        let (mut b, mut pa) = (t.b, 0isize);
-        for _ in 0..t.kc {
+        let mut b = t.b;
+        for p in 0..t.kc {
+            // SAFETY: `p < kc`.
+            let pa = unsafe { a_col::<GATHER>(t, p) };
             // SAFETY: row `p < kc` of B has `16 NV` readable elements (the contract).
             let bv: [__m512; NV] =
                 std::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(16 * v)) });
@@ -370,7 +444,6 @@ mod x86 {
                 }
             }
             b = b.wrapping_offset(t.ldb);
-            pa += t.acs;
         }
         if t.csc == 1 {
             let alphav = _mm512_set1_ps(t.alpha);
@@ -467,18 +540,25 @@ mod x86 {
         const MR: usize = MR;
         const NR: usize = 8 * NV;
         unsafe fn tile(t: &Tile) {
-            // SAFETY: this kernel is only selected when `avx2` and `fma` were detected
+            // SAFETY (both): this kernel is only selected when `avx2` and `fma` were detected
             // (`Kernel::supported`); the memory contract is forwarded.
-            unsafe { tile_avx2::<MR, NV>(t) }
+            if t.gather.is_some() {
+                unsafe { tile_avx2::<MR, NV, true>(t) }
+            } else {
+                unsafe { tile_avx2::<MR, NV, false>(t) }
+            }
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_avx2<const MR: usize, const NV: usize>(t: &Tile) {
-        let rows = a_rows::<MR>(t);
+    unsafe fn tile_avx2<const MR: usize, const NV: usize, const GATHER: bool>(t: &Tile) {
+        // SAFETY: forwarded (the tables hold the tile's rows and `kc` columns).
+        let rows = unsafe { a_rows::<MR, GATHER>(t) };
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        let (mut b, mut pa) = (t.b, 0isize);
-        for _ in 0..t.kc {
+        let mut b = t.b;
+        for p in 0..t.kc {
+            // SAFETY: `p < kc`.
+            let pa = unsafe { a_col::<GATHER>(t, p) };
             // SAFETY: row `p < kc` of B has `8 NV` readable elements (the contract).
             let bv: [__m256; NV] =
                 std::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(8 * v)) });
@@ -490,7 +570,6 @@ mod x86 {
                 }
             }
             b = b.wrapping_offset(t.ldb);
-            pa += t.acs;
         }
         if t.csc == 1 && t.cols == 8 * NV {
             let alphav = _mm256_set1_ps(t.alpha);
@@ -618,6 +697,7 @@ pub(crate) unsafe fn sgemm(
         a,
         rsa,
         csa,
+        gather: Gather::NONE,
         b,
         rsb,
         csb,
@@ -655,16 +735,110 @@ pub(crate) unsafe fn sgemm(
     } else {
         p
     };
+    // SAFETY: forwarded from this function's contract; the kernel is supported.
+    unsafe { run(kernel, &p) }
+}
+
+/// [`drive`] on `kernel`'s micro-kernel.
+///
+/// # Safety
+/// As [`drive`]; `kernel` is supported by this CPU and is not [`Kernel::Reference`] when `A`
+/// is gathered.
+unsafe fn run(kernel: Kernel, p: &Problem) {
     // SAFETY (all arms): forwarded from this function's contract; the kernel is supported.
     match kernel {
-        Kernel::Reference | Kernel::Portable => unsafe { drive::<Portable>(&p) },
+        Kernel::Reference | Kernel::Portable => unsafe { drive::<Portable>(p) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { drive::<x86::Avx512<8, 2>>(&p) },
+        Kernel::Avx512 => unsafe { drive::<x86::Avx512<8, 2>>(p) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Fma => unsafe { drive::<x86::Avx2Fma<6, 2>>(&p) },
+        Kernel::Avx2Fma => unsafe { drive::<x86::Avx2Fma<6, 2>>(p) },
         #[cfg(not(target_arch = "x86_64"))]
-        Kernel::Avx512 | Kernel::Avx2Fma => unsafe { drive::<Portable>(&p) },
+        Kernel::Avx512 | Kernel::Avx2Fma => unsafe { drive::<Portable>(p) },
     }
+}
+
+/// [`sgemm`] (no bias) with `A[i][p] = a[rows[i] + cols[p]]`: an im2col matrix read from the
+/// convolution's input through two offset tables instead of being built. The micro-kernels
+/// broadcast `A`'s elements one at a time, so where they are read from changes nothing else:
+/// the same FMA chains in the same order, the same bits as [`sgemm`] on the built matrix (no
+/// transposed product: `A` stays `A`). [`Kernel::Reference`] builds the matrix and calls
+/// `matrixmultiply`.
+///
+/// # Safety
+/// `rows` holds `m` and `cols` `k` offsets, and `a + rows[i] + cols[p]` is inside `A`'s
+/// allocation for all of them; the rest as [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_gathered(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rows: *const isize,
+    cols: *const isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || kernel == Kernel::Reference {
+        // The matrix itself (empty when `k == 0`: `sgemm`'s `c_to_beta_c`).
+        let built: Vec<f32> = (0..m * k)
+            .map(|e| {
+                // SAFETY: `e / k < m`, `e % k < k`: inside the tables, and the element inside A.
+                unsafe { *a.offset(*rows.add(e / k) + *cols.add(e % k)) }
+            })
+            .collect();
+        // SAFETY: `built` is `m x k` row-major; the rest forwarded.
+        return unsafe {
+            sgemm(
+                kernel,
+                m,
+                k,
+                n,
+                alpha,
+                built.as_ptr(),
+                k as isize,
+                1,
+                b,
+                rsb,
+                csb,
+                beta,
+                std::ptr::null(),
+                c,
+                rsc,
+                csc,
+            )
+        };
+    }
+    let p = Problem {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        rsa: 0,
+        csa: 0,
+        gather: Gather { rows, cols },
+        b,
+        rsb,
+        csb,
+        beta,
+        bias: std::ptr::null(),
+        c,
+        rsc,
+        csc,
+    };
+    // SAFETY: forwarded from this function's contract; the kernel is supported and not the
+    // reference.
+    unsafe { run(kernel, &p) }
 }
 
 /// A GEMM's operands, as [`sgemm`] takes them.
@@ -677,6 +851,8 @@ struct Problem {
     a: *const f32,
     rsa: isize,
     csa: isize,
+    /// Non-null tables: `A` gathered from `a` (`rsa`, `csa` unused); never transposed then.
+    gather: Gather,
     b: *const f32,
     rsb: isize,
     csb: isize,
@@ -690,6 +866,7 @@ struct Problem {
 impl Problem {
     /// `C^T = B^T A^T`: the same elements through transposed views.
     fn transposed(&self) -> Self {
+        debug_assert!(!self.gather.is_some(), "a gathered A stays A");
         Self {
             m: self.n,
             n: self.m,
@@ -766,7 +943,11 @@ unsafe fn drive<K: Micro>(p: &Problem) {
             for (block, p0) in (0..p.k).step_by(KC).enumerate() {
                 let kc = (p.k - p0).min(KC);
                 let beta = if block == 0 { p.beta } else { 1.0 };
-                let a = p.a.wrapping_offset(p0 as isize * p.csa);
+                let (a, gather_cols) = if p.gather.is_some() {
+                    (p.a, p.gather.cols.wrapping_add(p0))
+                } else {
+                    (p.a.wrapping_offset(p0 as isize * p.csa), std::ptr::null())
+                };
                 let b =
                     p.b.wrapping_offset(p0 as isize * p.rsb + j0 as isize * p.csb);
                 let c = p.c.wrapping_offset(j0 as isize * p.csc);
@@ -802,10 +983,22 @@ unsafe fn drive<K: Micro>(p: &Problem) {
                         };
                         let t = Tile {
                             kc,
-                            a: a.wrapping_offset(i0 as isize * p.rsa),
+                            a: if p.gather.is_some() {
+                                a
+                            } else {
+                                a.wrapping_offset(i0 as isize * p.rsa)
+                            },
                             ars: p.rsa,
                             acs: p.csa,
                             rows: (p.m - i0).min(mr),
+                            gather: if p.gather.is_some() {
+                                Gather {
+                                    rows: p.gather.rows.wrapping_add(i0),
+                                    cols: gather_cols,
+                                }
+                            } else {
+                                Gather::NONE
+                            },
                             b: b_tile,
                             ldb,
                             c: c.wrapping_offset(i0 as isize * p.rsc + jp as isize * p.csc),
