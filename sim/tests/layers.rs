@@ -542,3 +542,52 @@ fn conv_weight_gradient_from_offsets_equals_from_the_built_matrix() {
         }
     }
 }
+
+/// The input gradient by blocks of input channels (`backward_input`) equals one GEMM over all
+/// taps and one col2im bit for bit, on conv2 and on geometries whose channels do not fill the
+/// last block: a block that took the wrong taps of `W`, or scattered into the wrong planes,
+/// would differ.
+#[test]
+fn conv_input_gradient_by_channel_blocks_equals_one_gemm_and_col2im() {
+    use halfscale_sim::conv2d::DX_CHANNEL_BLOCK;
+    use halfscale_sim::gemm::{gemm, Mat, MatMut};
+    use halfscale_sim::model::CONV2;
+    let odd = |in_channels| Conv2d {
+        in_channels,
+        out_channels: 6,
+        kernel: 3,
+        in_height: 10,
+        in_width: 10,
+    };
+    let mut rng = SeededRng::new(29);
+    for conv in [
+        CONV2,
+        odd(DX_CHANNEL_BLOCK + 3),
+        odd(2 * DX_CHANNEL_BLOCK + 1),
+        odd(1),
+    ] {
+        let n = 3;
+        let np = n * conv.out_plane();
+        let w: Vec<f32> = (0..conv.weight_len())
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect();
+        let dy: Vec<f32> = (0..conv.output_len(n))
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect();
+        let mut dcol_all = vec![0.0f32; conv.col_len(n)];
+        gemm(
+            1.0,
+            Mat::row_major(&w, conv.out_channels, conv.col_rows()).t(),
+            Mat::row_major(&dy, conv.out_channels, np),
+            0.0,
+            MatMut::row_major(&mut dcol_all, conv.col_rows(), np),
+        );
+        let mut want = vec![f32::NAN; conv.input_len(n)];
+        conv.col2im(n, &dcol_all, &mut want);
+        let mut dcol = vec![f32::NAN; conv.col_len(n)];
+        let mut got = vec![f32::NAN; conv.input_len(n)];
+        conv.backward_input(n, &dy, &w, &mut dcol, &mut got);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{conv:?}");
+    }
+}
