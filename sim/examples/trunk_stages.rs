@@ -26,7 +26,7 @@ fn time(name: &str, flop: f64, mut f: impl FnMut()) {
         String::new()
     };
     println!(
-        "{name:14} {us:8.1} us/group {:7.3} s/epoch/thread{rate}",
+        "{name:17} {us:8.1} us/group {:7.3} s/epoch/thread{rate}",
         us * 938.0 * 8.0 / 1e6
     );
 }
@@ -74,6 +74,11 @@ fn main() {
     time("relu1", 0.0, || relu::forward(&mut p1));
     time("im2col2", 0.0, || CONV2.im2col(n, &p1, &mut col2));
     time("conv2", f2, || CONV2.forward(n, &col2, &w2, &b2, &mut a2));
+    // The fused forward's: im2col2 and conv2 together, a block of KC taps at a time.
+    let mut block = AlignedVec::zeroed(CONV2.col_len(n));
+    time("im2col2+conv2 blk", f2, || {
+        CONV2.forward_by_tap_blocks(n, &p1, &w2, &b2, &mut block, &mut a2)
+    });
     time("pool2", 0.0, || {
         pool::forward(64 * n, 8, 8, &a2, &mut p2, &mut arg2)
     });

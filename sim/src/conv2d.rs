@@ -9,15 +9,24 @@
 //! Backward (the rules of `convolution_backward`): `dW = dY * col^T`, `db = sum of dY over images
 //! and positions`, `dcol = W^T * dY`, and `dX = col2im(dcol)` (scatter-add of the patches).
 
-use crate::gemm::{gemm, gemm_bias_rows, gemm_gathered, sum_lanes, Gathered, Mat, MatMut, Scalar};
+use crate::gemm::{
+    gemm, gemm_bias_rows, gemm_gathered, sum_lanes, Gathered, Mat, MatMut, Scalar, KC,
+};
+use std::ops::Range;
 
 /// The element types convolutions run on, with their im2col and col2im: the portable loops,
 /// and for f32 vector versions where the CPU has AVX-512F and the geometry is one they are
 /// written for (identical results: data movement, and col2im's adds in the same order).
 pub trait ConvScalar: Scalar {
-    /// [`Conv2d::im2col`] by a faster route; returns false (and does nothing) when it has none
-    /// for this CPU and geometry.
-    fn im2col_fast(_conv: &Conv2d, _n: usize, _x: &[Self], _col: &mut [Self]) -> bool {
+    /// [`Conv2d::im2col_rows`] by a faster route; returns false (and does nothing) when it has
+    /// none for this CPU and geometry.
+    fn im2col_fast(
+        _conv: &Conv2d,
+        _n: usize,
+        _x: &[Self],
+        _rows: Range<usize>,
+        _col: &mut [Self],
+    ) -> bool {
         false
     }
     /// [`Conv2d::col2im`] by a faster route; returns false (and does nothing) when it has none.
@@ -31,14 +40,22 @@ impl ConvScalar for f64 {}
 // Elsewhere than x86-64 both are the defaults' `false`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 impl ConvScalar for f32 {
-    fn im2col_fast(conv: &Conv2d, n: usize, x: &[f32], col: &mut [f32]) -> bool {
+    fn im2col_fast(
+        conv: &Conv2d,
+        n: usize,
+        x: &[f32],
+        rows: Range<usize>,
+        col: &mut [f32],
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
             && x.len() >= conv.input_len(n)
-            && col.len() >= conv.col_len(n)
+            && rows.start <= rows.end
+            && rows.end <= conv.col_rows()
+            && col.len() >= rows.len() * n * conv.out_plane()
         {
-            // SAFETY: AVX-512F is present; the lengths were checked above.
-            unsafe { x86::im2col_avx512(conv, n, x, col) };
+            // SAFETY: AVX-512F is present; the lengths and the range were checked above.
+            unsafe { x86::im2col_avx512(conv, n, x, rows, col) };
             return true;
         }
         false
@@ -70,10 +87,19 @@ mod x86 {
     /// im2col with 64-byte stores: output rows of eight two to a vector (conv2), other widths
     /// in pieces of sixteen, the last one masked (conv1's rows of 24: 16 + 8).
     ///
+    /// Rows `rows` of the matrix, row `r` at `col[(r - rows.start) * n * oplane ..]`.
+    ///
     /// # Safety
-    /// AVX-512F is present; `x` and `col` hold `n` images.
+    /// AVX-512F is present; `x` holds `n` images, `rows` lies within the matrix's rows and
+    /// `col` holds `rows.len()` rows of `n` images.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn im2col_avx512(conv: &Conv2d, n: usize, x: &[f32], col: &mut [f32]) {
+    pub(super) unsafe fn im2col_avx512(
+        conv: &Conv2d,
+        n: usize,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        col: &mut [f32],
+    ) {
         let (k, w, oh, ow) = (
             conv.kernel,
             conv.in_width,
@@ -84,34 +110,30 @@ mod x86 {
         let np = n * oplane;
         let paired = ow == 8 && oh.is_multiple_of(2);
         let (x, col) = (x.as_ptr(), col.as_mut_ptr());
-        for c in 0..conv.in_channels {
-            for i in 0..k {
-                for j in 0..k {
-                    let row = (c * k + i) * k + j;
-                    for img in 0..n {
-                        // SAFETY: rows `y + i < in_height`, columns `j .. j + ow <= in_width` of
-                        // the plane are inside `x`; the destination's `oplane` elements are
-                        // inside `col` (the contract); masked lanes are neither read nor written.
-                        unsafe {
-                            let src = x.add((c * n + img) * plane + i * w + j);
-                            let dst = col.add(row * np + img * oplane);
-                            if paired {
-                                for y in (0..oh).step_by(2) {
-                                    let lo =
-                                        _mm512_castps256_ps512(_mm256_loadu_ps(src.add(y * w)));
-                                    // Lanes 8..16 from the next input row (lanes below masked).
-                                    let next = src.add((y + 1) * w).wrapping_sub(8);
-                                    let v = _mm512_mask_loadu_ps(lo, 0xFF00, next);
-                                    _mm512_storeu_ps(dst.add(y * 8), v);
-                                }
-                            } else {
-                                for y in 0..oh {
-                                    for x0 in (0..ow).step_by(16) {
-                                        let m = ((1u32 << (ow - x0).min(16)) - 1) as __mmask16;
-                                        let v = _mm512_maskz_loadu_ps(m, src.add(y * w + x0));
-                                        _mm512_mask_storeu_ps(dst.add(y * ow + x0), m, v);
-                                    }
-                                }
+        let first = rows.start;
+        for row in rows {
+            let (c, i, j) = (row / (k * k), row / k % k, row % k);
+            for img in 0..n {
+                // SAFETY: rows `y + i < in_height`, columns `j .. j + ow <= in_width` of
+                // the plane are inside `x`; the destination's `oplane` elements are
+                // inside `col` (the contract); masked lanes are neither read nor written.
+                unsafe {
+                    let src = x.add((c * n + img) * plane + i * w + j);
+                    let dst = col.add((row - first) * np + img * oplane);
+                    if paired {
+                        for y in (0..oh).step_by(2) {
+                            let lo = _mm512_castps256_ps512(_mm256_loadu_ps(src.add(y * w)));
+                            // Lanes 8..16 from the next input row (lanes below masked).
+                            let next = src.add((y + 1) * w).wrapping_sub(8);
+                            let v = _mm512_mask_loadu_ps(lo, 0xFF00, next);
+                            _mm512_storeu_ps(dst.add(y * 8), v);
+                        }
+                    } else {
+                        for y in 0..oh {
+                            for x0 in (0..ow).step_by(16) {
+                                let m = ((1u32 << (ow - x0).min(16)) - 1) as __mmask16;
+                                let v = _mm512_maskz_loadu_ps(m, src.add(y * w + x0));
+                                _mm512_mask_storeu_ps(dst.add(y * ow + x0), m, v);
                             }
                         }
                     }
@@ -307,7 +329,17 @@ impl Conv2d {
 
     /// im2col: `col[(c*k + i)*k + j][img*OH*OW + y*OW + x] = x[c][img][y+i][x+j]`.
     pub fn im2col<T: ConvScalar>(&self, n: usize, x: &[T], col: &mut [T]) {
-        if T::im2col_fast(self, n, x, col) {
+        self.im2col_rows(n, x, 0..self.col_rows(), col);
+    }
+
+    /// Rows `rows` of [`Self::im2col`]'s matrix, row `r` at `col[(r - rows.start) * n * OH * OW
+    /// ..]`: a block of filter taps, for a GEMM that takes the inner dimension a block at a
+    /// time.
+    ///
+    /// # Panics
+    /// When `rows` is not within the matrix's rows, or `x` or `col` is too short.
+    pub fn im2col_rows<T: ConvScalar>(&self, n: usize, x: &[T], rows: Range<usize>, col: &mut [T]) {
+        if T::im2col_fast(self, n, x, rows.clone(), col) {
             return;
         }
         let (k, w, oh, ow) = (
@@ -318,20 +350,18 @@ impl Conv2d {
         );
         let (plane, oplane) = (self.in_plane(), self.out_plane());
         let np = n * oplane;
-        assert!(x.len() >= self.input_len(n) && col.len() >= self.col_len(n));
-        for c in 0..self.in_channels {
-            for i in 0..k {
-                for j in 0..k {
-                    let row = (c * k + i) * k + j;
-                    let dst = &mut col[row * np..(row + 1) * np];
-                    for img in 0..n {
-                        let src = &x[(c * n + img) * plane..(c * n + img + 1) * plane];
-                        let d = &mut dst[img * oplane..(img + 1) * oplane];
-                        for y in 0..oh {
-                            let s = (y + i) * w + j;
-                            copy_row(&mut d[y * ow..(y + 1) * ow], &src[s..s + ow]);
-                        }
-                    }
+        assert!(rows.start <= rows.end && rows.end <= self.col_rows());
+        assert!(x.len() >= self.input_len(n) && col.len() >= rows.len() * np);
+        let first = rows.start;
+        for row in rows {
+            let (c, i, j) = (row / (k * k), row / k % k, row % k);
+            let dst = &mut col[(row - first) * np..(row - first + 1) * np];
+            for img in 0..n {
+                let src = &x[(c * n + img) * plane..(c * n + img + 1) * plane];
+                let d = &mut dst[img * oplane..(img + 1) * oplane];
+                for y in 0..oh {
+                    let s = (y + i) * w + j;
+                    copy_row(&mut d[y * ow..(y + 1) * ow], &src[s..s + ow]);
                 }
             }
         }
@@ -385,6 +415,50 @@ impl Conv2d {
             Mat::row_major(&col[..self.col_len(n)], self.col_rows(), np),
             MatMut::row_major(y, self.out_channels, np),
         );
+    }
+
+    /// [`Self::forward`] from the input `x`, the im2col matrix built a block of [`KC`] filter
+    /// taps at a time into `col_block` (`KC * n * OH * OW` elements) and each block's product
+    /// added to `y` before the next block is built: the same bits as building the whole matrix
+    /// and one GEMM, whose inner dimension runs in the same blocks of `KC` (an FMA chain from
+    /// +0 per block, the bias added to the first, the blocks to `y` in order), with a block of
+    /// the matrix (256 KB for conv2) in cache instead of all of it (819 KB).
+    ///
+    /// # Panics
+    /// When `x`, `col_block` or the outputs are too short.
+    pub fn forward_by_tap_blocks(
+        &self,
+        n: usize,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        col_block: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let np = n * self.out_plane();
+        let taps = self.col_rows();
+        let weight = &weight[..self.weight_len()];
+        let y = &mut y[..self.output_len(n)];
+        for t0 in (0..taps).step_by(KC) {
+            let t1 = (t0 + KC).min(taps);
+            let rows = t1 - t0;
+            let col = &mut col_block[..rows * np];
+            self.im2col_rows(n, x, t0..t1, col);
+            let w = Mat {
+                data: &weight[t0..],
+                rows: self.out_channels,
+                cols: rows,
+                row_stride: taps,
+                col_stride: 1,
+            };
+            let b = Mat::row_major(col, rows, np);
+            let c = MatMut::row_major(&mut *y, self.out_channels, np);
+            if t0 == 0 {
+                gemm_bias_rows(&bias[..self.out_channels], w, b, c);
+            } else {
+                gemm(1.0, w, b, 1.0, c);
+            }
+        }
     }
 
     /// Weight and bias gradients: `dW (+)= dY * col^T`, `db (+)= row sums of dY`; overwritten

@@ -177,13 +177,32 @@ impl ChunkBuffers {
 
     /// Forward, last stage: conv2, pool, relu, writing the flattened features (`[n][1024]`,
     /// PyTorch's `flatten` order `c*16 + y*4 + x`) into `flat`.
-    fn forward_conv2(&mut self, r: &Recipe, w: &ParamViews<'_>, flat: &mut [f32]) {
+    ///
+    /// `Col::Matrix`: from `col2` (or its MX copy) built by [`Self::im2col2`]; `Col::FromInput`
+    /// (the fused trunk, which quantizes nothing): from `p1`, the im2col matrix built a block
+    /// of taps at a time into `col2`'s buffer (`Conv2d::forward_by_tap_blocks`, the same bits).
+    fn forward_conv2(&mut self, r: &Recipe, w: &ParamViews<'_>, flat: &mut [f32], col: Col) {
         let n = self.n;
-        let col: &[f32] = match r.cast(Site::new(Layer::Conv2, Role::Input)) {
-            Cast::Quantize(Quantization::Mx(..)) => &self.col2f,
-            _ => &self.col2,
-        };
-        CONV2.forward(n, col, w.conv2_w, w.conv2_b, &mut self.a2);
+        match col {
+            Col::Matrix => {
+                let col: &[f32] = match r.cast(Site::new(Layer::Conv2, Role::Input)) {
+                    Cast::Quantize(Quantization::Mx(..)) => &self.col2f,
+                    _ => &self.col2,
+                };
+                CONV2.forward(n, col, w.conv2_w, w.conv2_b, &mut self.a2);
+            }
+            Col::FromInput => {
+                debug_assert!(!is_per_tensor(r, Site::new(Layer::Conv2, Role::Input)));
+                CONV2.forward_by_tap_blocks(
+                    n,
+                    &self.p1,
+                    w.conv2_w,
+                    w.conv2_b,
+                    &mut self.col2,
+                    &mut self.a2,
+                );
+            }
+        }
         r.round(
             Site::new(Layer::Conv2, Role::Output),
             &mut self.a2[..CONV2.output_len(n)],
@@ -245,8 +264,8 @@ impl ChunkBuffers {
     /// Backward, second stage: conv2's weight, bias and input gradients, then back through
     /// relu and pool to conv1's output gradient (copied for quantization where needed).
     ///
-    /// `Col::Gathered` (the fused trunk, which quantizes nothing): dW reads conv2's im2col
-    /// matrix from `p1` through offset tables, so the backward need not rebuild it; `Col::Built`:
+    /// `Col::FromInput` (the fused trunk, which quantizes nothing): dW reads conv2's im2col
+    /// matrix from `p1` through offset tables, so the backward need not rebuild it; `Col::Matrix`:
     /// from `col2`.
     fn backward_conv2(&mut self, r: &Recipe, wd: &ParamViews<'_>, col: Col) {
         let n = self.n;
@@ -257,10 +276,10 @@ impl ChunkBuffers {
             _ => (&self.da2, &self.da2),
         };
         match col {
-            Col::Built => {
+            Col::Matrix => {
                 CONV2.backward_params(n, dy_w, &self.col2, &mut self.dw2, &mut self.db2, false)
             }
-            Col::Gathered => {
+            Col::FromInput => {
                 debug_assert!(!is_per_tensor(r, Site::new(Layer::Conv2, Role::Input)));
                 if self.col2_offsets.n != n || self.col2_offsets.taps.is_empty() {
                     self.col2_offsets = CONV2.col_offsets(n);
@@ -317,10 +336,10 @@ impl ChunkBuffers {
         );
         let dy: &[f32] = if quantized { &self.da1q } else { &self.da1 };
         match col {
-            Col::Built => {
+            Col::Matrix => {
                 CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false)
             }
-            Col::Gathered => {
+            Col::FromInput => {
                 if self.col1_offsets.n != n || self.col1_offsets.taps.is_empty() {
                     self.col1_offsets = CONV1.col_offsets(n);
                 }
@@ -415,8 +434,7 @@ impl ChunkBuffers {
             c.load_images(r, images);
             c.im2col1(r);
             c.forward_conv1(r, w);
-            c.im2col2(r);
-            c.forward_conv2(r, w, flat);
+            c.forward_conv2(r, w, flat, Col::FromInput);
         });
     }
 
@@ -426,19 +444,21 @@ impl ChunkBuffers {
     fn backward_fused(&mut self, r: &Recipe, wd: &ParamViews<'_>, dflat: &[f32]) {
         self.with_thread_transients(|c| {
             c.backward_to_conv2(r, dflat);
-            c.backward_conv2(r, wd, Col::Gathered);
-            c.backward_conv1(r, Col::Gathered);
+            c.backward_conv2(r, wd, Col::FromInput);
+            c.backward_conv1(r, Col::FromInput);
         });
     }
 }
 
-/// Where a weight-gradient GEMM reads its im2col matrix from.
+/// Where a convolution's GEMM takes its im2col matrix from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Col {
-    /// The built matrix (`col1`/`col2`).
-    Built,
-    /// The layer's input, through offset tables.
-    Gathered,
+    /// The whole matrix, built beforehand (`col1`/`col2`, or their quantized copies): the
+    /// staged trunk of the FP8 recipes.
+    Matrix,
+    /// The layer's kept input: read through offset tables (weight gradients) or built a block
+    /// of taps at a time (conv2's forward); the fused trunk.
+    FromInput,
 }
 
 impl Default for ChunkBuffers {
@@ -807,7 +827,7 @@ impl CpuBackend {
             self.chunks[..groups]
                 .par_iter_mut()
                 .zip(self.flat[..n * FLAT].par_chunks_mut(CHUNK * FLAT))
-                .for_each(|(chunk, flat)| chunk.forward_conv2(r, &w, flat));
+                .for_each(|(chunk, flat)| chunk.forward_conv2(r, &w, flat, Col::Matrix));
         }
     }
 
@@ -1061,14 +1081,14 @@ impl CpuBackend {
             };
             self.chunks[..groups]
                 .par_iter_mut()
-                .for_each(|chunk| chunk.backward_conv2(r, &wd, Col::Built));
+                .for_each(|chunk| chunk.backward_conv2(r, &wd, Col::Matrix));
         }
         self.quantize_chunk_grad(Layer::Conv1, groups);
         {
             let r = &self.recipe;
             self.chunks[..groups]
                 .par_iter_mut()
-                .for_each(|chunk| chunk.backward_conv1(r, Col::Built));
+                .for_each(|chunk| chunk.backward_conv1(r, Col::Matrix));
         }
     }
 

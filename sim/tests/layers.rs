@@ -591,3 +591,61 @@ fn conv_input_gradient_by_channel_blocks_equals_one_gemm_and_col2im() {
         assert_eq!(bits(&got), bits(&want), "{conv:?}");
     }
 }
+
+/// conv forward with the im2col matrix built a block of `KC` taps at a time equals the whole
+/// matrix and one GEMM bit for bit (the GEMM's inner dimension runs in the same blocks), on
+/// one block (conv1), several (conv2: 800 taps) and a ragged count; and `im2col_rows` gives
+/// exactly those rows of `im2col`. A block boundary off `KC`, a bias added twice or a row
+/// built from the wrong tap would differ.
+#[test]
+fn conv_forward_by_tap_blocks_equals_the_whole_matrix() {
+    use halfscale_sim::gemm::KC;
+    use halfscale_sim::model::{CONV1, CONV2};
+    let wide = Conv2d {
+        in_channels: 23,
+        out_channels: 7,
+        kernel: 5,
+        in_height: 9,
+        in_width: 9,
+    };
+    let mut rng = SeededRng::new(31);
+    for conv in [CONV1, CONV2, wide] {
+        for n in [1, 4] {
+            let np = n * conv.out_plane();
+            let x: Vec<f32> = (0..conv.input_len(n))
+                .map(|_| rng.uniform(-2.0, 2.0))
+                .collect();
+            let w: Vec<f32> = (0..conv.weight_len())
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect();
+            let b: Vec<f32> = (0..conv.out_channels)
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect();
+            let mut col = vec![0.0f32; conv.col_len(n)];
+            conv.im2col(n, &x, &mut col);
+            let mut want = vec![f32::NAN; conv.output_len(n)];
+            conv.forward(n, &col, &w, &b, &mut want);
+            let mut block = vec![f32::NAN; KC * np];
+            let mut got = vec![f32::NAN; conv.output_len(n)];
+            conv.forward_by_tap_blocks(n, &x, &w, &b, &mut block, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{conv:?} n={n}");
+            let (r0, r1) = (conv.col_rows() / 3, conv.col_rows() - 1);
+            let mut rows = vec![f32::NAN; (r1 - r0) * np];
+            conv.im2col_rows(n, &x, r0..r1, &mut rows);
+            assert_eq!(bits(&rows), bits(&col[r0 * np..r1 * np]), "{conv:?} n={n}");
+            // The portable loop (f64 has no vector route) on the same rows.
+            let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let mut col64 = vec![0.0f64; conv.col_len(n)];
+            conv.im2col(n, &x64, &mut col64);
+            let mut rows64 = vec![f64::NAN; (r1 - r0) * np];
+            conv.im2col_rows(n, &x64, r0..r1, &mut rows64);
+            assert_eq!(rows64, col64[r0 * np..r1 * np], "{conv:?} n={n} f64");
+            let widened: Vec<f64> = col.iter().map(|&v| f64::from(v)).collect();
+            assert_eq!(
+                col64, widened,
+                "{conv:?} n={n}: the vector im2col against the loop"
+            );
+        }
+    }
+}
