@@ -155,7 +155,8 @@ fn a_run_stopped_at_any_step_resumes_bit_for_bit_in_every_precision() {
 fn kill_9_at_random_instants_leaves_a_checkpoint_that_resumes_to_the_same_weights() {
     let dir = workdir("kill");
     // fp32 without the cross-check: the quickest steps, a checkpoint after every one of them,
-    // so the kills land inside writes too.
+    // so the kills land inside writes too. 12 epochs of 10 steps: long enough (about 1 s)
+    // that at least three of the 20-200 ms kills land before a resumed run finishes.
     let setup = [
         &COMMON[..],
         &["--precision", "fp32", "--no-check", "--no-test"],
@@ -163,7 +164,7 @@ fn kill_9_at_random_instants_leaves_a_checkpoint_that_resumes_to_the_same_weight
     .concat();
     ok(halfscale(
         &dir,
-        &[&setup[..], &["--epochs", "6", "--save", "full.st"]].concat(),
+        &[&setup[..], &["--epochs", "12", "--save", "full.st"]].concat(),
     ));
     // A deterministic spread of kill delays (ms); each run is killed and the next resumes.
     let mut delays = (0..40u64).map(|k| 20 + (k * 7919) % 180);
@@ -172,7 +173,7 @@ fn kill_9_at_random_instants_leaves_a_checkpoint_that_resumes_to_the_same_weight
         &setup[..],
         &[
             "--epochs",
-            "6",
+            "12",
             "--checkpoint",
             "ck.st",
             "--checkpoint-every",
