@@ -15,7 +15,7 @@
 use crate::adam::{self, AdamConfig, AdamState};
 use crate::aligned::AlignedVec;
 use crate::backend::{Backend, Batch, EvalStats};
-use crate::conv2d::ColOffsets;
+use crate::conv2d::{ColOffsets, Conv2d};
 use crate::dataset::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Result, SimError};
 use crate::loss;
@@ -281,21 +281,18 @@ impl ChunkBuffers {
             }
             Col::FromInput => {
                 debug_assert!(!is_per_tensor(r, Site::new(Layer::Conv2, Role::Input)));
-                if self.col2_offsets.n != n || self.col2_offsets.taps.is_empty() {
-                    self.col2_offsets = CONV2.col_offsets(n);
-                }
                 CONV2.backward_params_gathered(
                     n,
                     dy_w,
                     &self.p1,
-                    &self.col2_offsets,
+                    offsets_for(&mut self.col2_offsets, &CONV2, n),
                     &mut self.dw2,
                     &mut self.db2,
                     false,
                 );
             }
         }
-        // `col2` is dead once dW has read it: its buffer takes dcol (one L2-sized buffer less).
+        // The im2col matrix is not needed again: `col2`'s buffer takes dcol.
         CONV2.backward_input(n, dy_d, wd.conv2_w, &mut self.col2, &mut self.dp1);
         if matches!(cast, Cast::Quantize(_)) {
             bias_grad_from(
@@ -340,14 +337,11 @@ impl ChunkBuffers {
                 CONV1.backward_params(n, dy, &self.col1, &mut self.dw1, &mut self.db1, false)
             }
             Col::FromInput => {
-                if self.col1_offsets.n != n || self.col1_offsets.taps.is_empty() {
-                    self.col1_offsets = CONV1.col_offsets(n);
-                }
                 CONV1.backward_params_gathered(
                     n,
                     dy,
                     &self.x,
-                    &self.col1_offsets,
+                    offsets_for(&mut self.col1_offsets, &CONV1, n),
                     &mut self.dw1,
                     &mut self.db1,
                     false,
@@ -448,6 +442,15 @@ impl ChunkBuffers {
             c.backward_conv1(r, Col::FromInput);
         });
     }
+}
+
+/// `cache`, rebuilt first as `conv`'s im2col offsets for `n` images when it holds another count
+/// (each group keeps one per layer: the tables depend only on the layer and `n`).
+fn offsets_for<'a>(cache: &'a mut ColOffsets, conv: &Conv2d, n: usize) -> &'a ColOffsets {
+    if cache.n != n || cache.taps.is_empty() {
+        *cache = conv.col_offsets(n);
+    }
+    cache
 }
 
 /// Where a convolution's GEMM takes its im2col matrix from.

@@ -247,6 +247,13 @@ impl<'a, T> MatMut<'a, T> {
             col_stride: 1,
         }
     }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
 }
 
 /// `c = alpha * a * b + beta * c`. With `beta == 0`, `c`'s old contents are ignored.
@@ -298,14 +305,16 @@ pub fn gemm_bias_rows<T: Scalar>(bias: &[T], a: Mat<'_, T>, b: Mat<'_, T>, c: Ma
 
 /// The shape and bounds checks of [`gemm`].
 fn check<T>(a: &Mat<'_, T>, b: &Mat<'_, T>, c: &MatMut<'_, T>) {
-    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!(a.rows, c.rows, "gemm: output rows differ");
+    check_with(a.rows, a.cols, a.fits(), b, c);
+}
+
+/// [`check`] for an `A` of `rows x cols` that `a_fits` its storage (a strided or a gathered one).
+fn check_with<T>(rows: usize, cols: usize, a_fits: bool, b: &Mat<'_, T>, c: &MatMut<'_, T>) {
+    assert_eq!(cols, b.rows, "gemm: inner dimensions differ");
+    assert_eq!(rows, c.rows, "gemm: output rows differ");
     assert_eq!(b.cols, c.cols, "gemm: output columns differ");
-    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
-    let c_fits = c.rows == 0
-        || c.cols == 0
-        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
-    assert!(c_fits, "gemm: output view exceeds its slice");
+    assert!(a_fits && b.fits(), "gemm: input view exceeds its slice");
+    assert!(c.fits(), "gemm: output view exceeds its slice");
 }
 
 /// The f32 [`gemm`] on a chosen kernel instead of [`Kernel::active`]: for the tests that check
@@ -429,14 +438,7 @@ pub fn gemm_f32_gathered_with(
     if !kernel.supported() {
         return Err(Unsupported(kernel));
     }
-    assert_eq!(a.cols.len(), b.rows, "gemm: inner dimensions differ");
-    assert_eq!(a.rows.len(), c.rows, "gemm: output rows differ");
-    assert_eq!(b.cols, c.cols, "gemm: output columns differ");
-    assert!(a.fits() && b.fits(), "gemm: input view exceeds its slice");
-    let c_fits = c.rows == 0
-        || c.cols == 0
-        || (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride < c.data.len();
-    assert!(c_fits, "gemm: output view exceeds its slice");
+    check_with(a.rows.len(), a.cols.len(), a.fits(), &b, &c);
     if c.rows == 0 || c.cols == 0 {
         return Ok(());
     }
