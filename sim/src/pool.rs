@@ -263,9 +263,9 @@ pub fn max_pool_rows_portable<T: Scalar>(top: &[T], bot: &[T], out: &mut [T], id
     }
 }
 
-/// The same for f32 with AVX2, eight windows at a time: the same comparisons and selections,
-/// lane by lane, so the results are identical. Returns how many outputs it wrote (a multiple
-/// of 8); the caller finishes the row with the portable version.
+/// The same for f32 with AVX2, eight windows at a time, then four: the same comparisons and
+/// selections, lane by lane, so the results are identical. Returns how many outputs it wrote
+/// (a multiple of 4); the caller finishes the row with the portable version.
 ///
 /// # Safety
 /// The CPU must support AVX2, and `top.len() >= 2 * out.len()`, `bot.len() >= 2 * out.len()`,
@@ -310,5 +310,39 @@ unsafe fn max_pool_rows_avx2(top: &[f32], bot: &[f32], out: &mut [f32], idx: &mu
         }
         o += 8;
     }
-    n
+    // Four windows at a time in 128-bit registers (conv1's rows of 12 windows end with four,
+    // conv2's rows are four): the same comparisons and selections.
+    while o + 4 <= out.len() {
+        // SAFETY: o + 4 <= out.len(), so the 8 floats from 2*o lie inside `top` and `bot`
+        // (caller's contract) and the 4 outputs inside `out`; unaligned loads and stores.
+        unsafe {
+            // Even and odd columns of 8 consecutive floats, in order.
+            let split = |p: *const f32| {
+                let x0 = _mm_loadu_ps(p);
+                let x1 = _mm_loadu_ps(p.add(4));
+                (
+                    _mm_shuffle_ps::<0x88>(x0, x1),
+                    _mm_shuffle_ps::<0xDD>(x0, x1),
+                )
+            };
+            let (a, b) = split(top.as_ptr().add(2 * o));
+            let (c, e) = split(bot.as_ptr().add(2 * o));
+            let m1 = _mm_blendv_ps(a, b, _mm_cmp_ps::<_CMP_GT_OQ>(b, a));
+            let m2 = _mm_blendv_ps(c, e, _mm_cmp_ps::<_CMP_GT_OQ>(e, c));
+            let m = _mm_blendv_ps(m1, m2, _mm_cmp_ps::<_CMP_GT_OQ>(m2, m1));
+            let k = |v: i32| _mm_castsi128_ps(_mm_set1_epi32(v));
+            let mut i = k(3);
+            i = _mm_blendv_ps(i, k(2), _mm_cmp_ps::<_CMP_EQ_OQ>(c, m));
+            i = _mm_blendv_ps(i, k(1), _mm_cmp_ps::<_CMP_EQ_OQ>(b, m));
+            i = _mm_blendv_ps(i, k(0), _mm_cmp_ps::<_CMP_EQ_OQ>(a, m));
+            _mm_storeu_ps(out.as_mut_ptr().add(o), m);
+            let mut lanes = [0i32; 4];
+            _mm_storeu_si128(lanes.as_mut_ptr().cast(), _mm_castps_si128(i));
+            for (d, l) in idx[o..o + 4].iter_mut().zip(lanes) {
+                *d = l as u8;
+            }
+        }
+        o += 4;
+    }
+    o
 }

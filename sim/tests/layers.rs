@@ -349,7 +349,7 @@ fn pool_scan(planes: usize, h: usize, w: usize, x: &[f32]) -> (Vec<f32>, Vec<u8>
 fn max_pool_matches_the_sequential_scan_bit_for_bit_with_ties_zeros_and_nan() {
     let mut rng = SeededRng::new(13);
     let palette = [-1.0f32, -0.0, 0.0, 1.0, 2.0, f32::NEG_INFINITY, 0.5];
-    for (planes, side) in [(6, 24), (9, 8), (3, 16)] {
+    for (planes, side) in [(6, 24), (9, 8), (3, 16), (4, 12), (2, 28)] {
         for with_nan in [false, true] {
             let mut x: Vec<f32> = (0..planes * side * side)
                 .map(|_| palette[rng.below(palette.len() as u32) as usize])
