@@ -20,6 +20,7 @@ use halfscale::core::scaler::inv_scale;
 use halfscale::sim::adam::AdamConfig;
 use halfscale::sim::conv2d::Conv2d;
 use halfscale::sim::cpu::CpuBackend;
+use halfscale::sim::crosscheck::CrossCheck;
 use halfscale::sim::gemm::{gemm_f32_with, Kernel, Mat, MatMut};
 use halfscale::sim::linear::Linear;
 use halfscale::sim::model::{Layer, Params, CONV1, CONV2, FC1, FC2};
@@ -220,28 +221,36 @@ fn training_step(c: &mut Criterion) {
     let adam = AdamConfig::default();
     let mut group = c.benchmark_group("train_step_b64");
     group.throughput(Throughput::Elements(step_flops()));
-    for (name, precision, scale) in [
-        ("fp32", Recipe::fp32(), 1.0f32),
-        ("mixed_fp16", Recipe::mixed_fp16(), 65536.0),
-        ("mixed_bf16", Recipe::mixed_bf16(), 1.0),
+    let recipes = [
+        ("fp32", Recipe::fp32(), 1.0f32, false),
+        ("mixed_fp16", Recipe::mixed_fp16(), 65536.0, false),
+        ("mixed_bf16", Recipe::mixed_bf16(), 1.0, false),
         (
             "fp8_delayed",
             Recipe::fp8(Fp8Scaling::default()).unwrap(),
             1.0,
+            false,
         ),
         (
             "fp8_current",
             Recipe::fp8(Fp8Scaling::Current).unwrap(),
             1.0,
+            false,
         ),
-        ("mxfp8_floor", Recipe::mxfp8(ScaleMode::Floor), 1.0),
-    ] {
+        ("mxfp8_floor", Recipe::mxfp8(ScaleMode::Floor), 1.0, false),
+        // The default run's step: mixed fp16 and the f32 reference's step, compared.
+        ("mixed_fp16_checked", Recipe::mixed_fp16(), 65536.0, true),
+    ];
+    for (name, precision, scale, checked) in recipes {
+        let mut check = checked
+            .then(|| CrossCheck::new(Box::new(CpuBackend::new(Recipe::fp32(), N)), &precision));
         let mut backend = CpuBackend::new(precision, N);
         backend
             .import_state(&StateDict::from_params(&Params::init(3)).unwrap())
             .unwrap();
         let initial = Params::init(3);
         let mut steps = 0u32;
+        let inv = inv_scale(f64::from(scale));
         group.bench_function(name, |b| {
             b.iter(|| {
                 // Back to the same weights every 100 steps, so a long run cannot drift into NaN.
@@ -254,9 +263,10 @@ fn training_step(c: &mut Criterion) {
                 let loss = backend
                     .forward_backward(batch, scale)
                     .expect("a valid batch");
-                let report = backend
-                    .unscale_and_check(inv_scale(f64::from(scale)))
-                    .unwrap();
+                if let Some(c) = check.as_mut() {
+                    black_box(c.compare(&backend, batch, loss, scale, inv).unwrap());
+                }
+                let report = backend.unscale_and_check(inv).unwrap();
                 if !report.found_inf() {
                     backend.adam_step(&adam).unwrap();
                 }

@@ -122,6 +122,14 @@ pub trait Backend {
     /// the optimizer's moments and step (see [`crate::state_dict`]). Refused while queued
     /// steps are not drained (see the module doc).
     fn export_state(&self) -> Result<StateDict>;
+    /// The master weights alone, by name: [`Self::export_state`] without the optimizer's
+    /// tensors, what the cross-check's reference takes every checked step. The default filters
+    /// [`Self::export_state`]; a backend overrides it to skip copying its optimizer state.
+    fn export_weights(&self) -> Result<StateDict> {
+        let mut state = self.export_state()?;
+        state.retain(|name| !name.starts_with(crate::state_dict::OPTIMIZER));
+        Ok(state)
+    }
     /// Replaces the tensors `state` names and leaves the others as they are (as PyTorch's
     /// `load_state_dict(strict=False)`; the cross-check's reference takes the weights alone).
     /// A name the backend does not hold is a [`crate::SimError::UnknownTensor`], another length

@@ -1261,6 +1261,10 @@ impl Backend for CpuBackend {
         ))
     }
 
+    fn export_weights(&self) -> Result<StateDict> {
+        StateDict::from_params(&self.params)
+    }
+
     fn import_state(&mut self, state: &StateDict) -> Result<()> {
         for placed in SimpleCnnAdam::check(state)? {
             match placed {

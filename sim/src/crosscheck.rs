@@ -48,7 +48,6 @@ use crate::error::Result;
 use crate::loss;
 use crate::model::{Layer, Params};
 use crate::recipe::{Cast, LowFormat, Recipe, RecipeKind, Role, Site};
-use crate::state_dict::OPTIMIZER;
 use halfscale_core::fate::{census, Census};
 use halfscale_core::half::{bf16, f16};
 use rayon::prelude::*;
@@ -378,9 +377,7 @@ impl CrossCheck {
         inv_scale: f32,
     ) -> Result<Comparison> {
         // The checked backend's weights (its optimizer state is no business of the reference).
-        let mut weights = checked.export_state()?;
-        weights.retain(|name| !name.starts_with(OPTIMIZER));
-        self.reference.import_state(&weights)?;
+        self.reference.import_state(&checked.export_weights()?)?;
         let loss_ref = self.reference.forward_backward(batch, 1.0)?;
         self.reference.read_grads(&mut self.ref_grads)?;
         self.reference.read_logits(&mut self.ref_logits)?;

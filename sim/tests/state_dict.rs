@@ -92,6 +92,28 @@ fn export_after_import_gives_back_every_bit_under_pytorch_names() {
 }
 
 #[test]
+fn exported_weights_are_the_exported_state_without_the_optimizer() {
+    let (params, adam) = odd_state();
+    let mut be = CpuBackend::new(Recipe::mixed_bf16(), 8);
+    be.import_state(&StateDict::from_training(&params, &adam).unwrap())
+        .unwrap();
+    let mut expected = be.export_state().unwrap();
+    expected.retain(|name| !name.starts_with("optimizer."));
+    let weights = be.export_weights().unwrap();
+    assert_eq!(
+        weights.names().collect::<Vec<_>>(),
+        expected.names().collect::<Vec<_>>()
+    );
+    assert_eq!(weights.len(), 8);
+    for ((name, a), (_, b)) in weights.iter().zip(expected.iter()) {
+        match (a, b) {
+            (Values::F32(a), Values::F32(b)) => assert_eq!(bits(a), bits(b), "{name}"),
+            (a, b) => panic!("{name}: {a:?} / {b:?} are not f32"),
+        }
+    }
+}
+
+#[test]
 fn a_partial_import_replaces_what_it_names_and_nothing_else() {
     let (params, adam) = odd_state();
     let mut be = CpuBackend::new(Recipe::fp32(), 8);
