@@ -309,6 +309,81 @@ fn seed_lines_are_formatted_as_python_does() {
     );
 }
 
+/// `rel_diff` against exact integer sums of squares. Values `m * 2^-44` with `|m| < 2^44` and
+/// at most 24 significant bits are f32s; their differences' squares and their own are integers
+/// times 2^-88, whose sums over 100,003 terms fit an `i128` exactly. The figure may differ from
+/// the exact one only by the f64 sums' roundings; and it is the same bits on one thread as on
+/// two (a figure the metrics record must not depend on the machine).
+#[test]
+fn rel_diff_is_the_exact_relative_norm_to_rounding_on_any_thread_count() {
+    use halfscale_sim::crosscheck::rel_diff;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let n = 100_003; // several blocks and a remainder that is no whole lane group
+    let (mut a, mut r, mut ma, mut mr) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        // m = s * 2^k: s of at most 24 bits, k in 0..=20.
+        let value = |s: i64, k: u64| {
+            let m = s << k;
+            (m, m as f32 * 2f32.powi(-44))
+        };
+        let bits = next();
+        let (s1, k) = (
+            ((bits & 0xff_ffff) as i64) * if bits >> 63 == 1 { -1 } else { 1 },
+            (bits >> 24) % 21,
+        );
+        let (m1, x) = value(s1, k);
+        // `a` near `r` (a gradient and its reference: the same binade, a few units off) or
+        // anywhere.
+        let (m2, y) = if next() % 4 == 0 {
+            let bits = next();
+            value((bits & 0xff_ffff) as i64, (bits >> 24) % 21)
+        } else {
+            let s2 = (s1 + (next() % 2001) as i64 - 1000).clamp(-0xff_ffff, 0xff_ffff);
+            value(s2, k)
+        };
+        assert_eq!(
+            (x as f64 * 2f64.powi(44)) as i64,
+            m1,
+            "exactly representable"
+        );
+        assert_eq!(
+            (y as f64 * 2f64.powi(44)) as i64,
+            m2,
+            "exactly representable"
+        );
+        a.push(y);
+        r.push(x);
+        ma.push(m2);
+        mr.push(m1);
+    }
+    let (mut num, mut den) = (0i128, 0i128);
+    for (&p, &q) in ma.iter().zip(&mr) {
+        num += i128::from(p - q) * i128::from(p - q);
+        den += i128::from(q) * i128::from(q);
+    }
+    let exact = (num as f64 / den as f64).sqrt();
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| rel_diff(&a, &r))
+    };
+    let got = on(2);
+    assert!((got - exact).abs() <= 1e-12 * exact, "{got} vs {exact}");
+    assert_eq!(got.to_bits(), on(1).to_bits());
+    assert_eq!(rel_diff(&[0.0; 9], &[0.0; 9]), 0.0);
+    assert_eq!(rel_diff(&[0.0, 1e-30], &[0.0, 0.0]), f64::INFINITY);
+    assert_eq!(rel_diff(&a, &a), 0.0);
+    assert!(rel_diff(&[f32::NAN, 1.0], &[1.0, 1.0]).is_nan());
+}
+
 #[test]
 fn non_finite_gradients_are_a_skip_with_a_scaler_and_a_finding_without() {
     let d = data();
