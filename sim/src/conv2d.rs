@@ -485,11 +485,7 @@ impl Conv2d {
                 self.col_rows(),
             ),
         );
-        // The bias gradient in `sum_lanes` order (the CUDA backend reproduces it).
-        for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
-            let s = sum_lanes(row);
-            *db = if accumulate { *db + s } else { s };
-        }
+        bias_grad(dy, np, dbias, accumulate);
     }
 
     /// The im2col matrix of `n` images as two offset tables into the input:
@@ -553,10 +549,7 @@ impl Conv2d {
                 col_stride: taps,
             },
         );
-        for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
-            let s = sum_lanes(row);
-            *db = if accumulate { *db + s } else { s };
-        }
+        bias_grad(dy, np, dbias, accumulate);
     }
 
     /// Input gradient: `dcol = W^T * dY`, then `dx = col2im(dcol)`, by blocks of
@@ -579,8 +572,7 @@ impl Conv2d {
         let taps = self.col_rows();
         let weight = &weight[..self.weight_len()];
         let dy = Mat::row_major(&dy[..self.output_len(n)], self.out_channels, np);
-        let mut c0 = 0;
-        while c0 < self.in_channels {
+        for c0 in (0..self.in_channels).step_by(DX_CHANNEL_BLOCK) {
             let block = Conv2d {
                 in_channels: (self.in_channels - c0).min(DX_CHANNEL_BLOCK),
                 ..*self
@@ -603,8 +595,16 @@ impl Conv2d {
                 MatMut::row_major(&mut dcol[..rows * np], rows, np),
             );
             block.col2im(n, dcol, &mut dx[c0 * n * self.in_plane()..]);
-            c0 += block.in_channels;
         }
+    }
+}
+
+/// The bias gradient `db (+)= row sums of dY` (`dy`: one row of `np` per output channel), in
+/// `sum_lanes` order (the CUDA backend reproduces it); overwritten when `accumulate` is false.
+fn bias_grad<T: Scalar>(dy: &[T], np: usize, dbias: &mut [T], accumulate: bool) {
+    for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
+        let s = sum_lanes(row);
+        *db = if accumulate { *db + s } else { s };
     }
 }
 
