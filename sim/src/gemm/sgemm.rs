@@ -274,28 +274,26 @@ impl Micro for Portable {
 /// # Safety
 /// As [`Micro::tile`].
 unsafe fn portable_tile<const GATHER: bool>(t: &Tile) {
-    {
-        const MR: usize = Portable::MR;
-        const NR: usize = Portable::NR;
-        // SAFETY: forwarded.
-        let rows = unsafe { a_rows::<MR, GATHER>(t) };
-        let mut ab = [0.0f32; MR * NR];
-        for p in 0..t.kc {
-            // SAFETY: `p < kc`.
-            let pa = unsafe { a_col::<GATHER>(t, p) };
-            // SAFETY: row `p < kc` of B has `NR` readable elements (the contract).
-            let bv = unsafe { std::slice::from_raw_parts(t.b.offset(p as isize * t.ldb), NR) };
-            for (i, row) in rows.iter().enumerate() {
-                // SAFETY: `A[min(i, rows - 1)][p]` is readable.
-                let a = unsafe { *row.offset(pa) };
-                for j in 0..NR {
-                    ab[i * NR + j] = a.mul_add(bv[j], ab[i * NR + j]);
-                }
+    const MR: usize = Portable::MR;
+    const NR: usize = Portable::NR;
+    // SAFETY: forwarded.
+    let rows = unsafe { a_rows::<MR, GATHER>(t) };
+    let mut ab = [0.0f32; MR * NR];
+    for p in 0..t.kc {
+        // SAFETY: `p < kc`.
+        let pa = unsafe { a_col::<GATHER>(t, p) };
+        // SAFETY: row `p < kc` of B has `NR` readable elements (the contract).
+        let bv = unsafe { std::slice::from_raw_parts(t.b.offset(p as isize * t.ldb), NR) };
+        for (i, row) in rows.iter().enumerate() {
+            // SAFETY: `A[min(i, rows - 1)][p]` is readable.
+            let a = unsafe { *row.offset(pa) };
+            for j in 0..NR {
+                ab[i * NR + j] = a.mul_add(bv[j], ab[i * NR + j]);
             }
         }
-        // SAFETY: forwarded from this function's contract.
-        unsafe { store_scalar(&ab, NR, t) }
     }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { store_scalar(&ab, NR, t) }
 }
 
 #[cfg(target_arch = "x86_64")]
