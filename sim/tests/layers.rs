@@ -380,6 +380,55 @@ fn max_pool_matches_the_sequential_scan_bit_for_bit_with_ties_zeros_and_nan() {
     }
 }
 
+/// The dispatched plane kernel (AVX2 where the CPU has it: eight windows, then four, then the
+/// portable rule for the rest of a row) equals the portable one bit for bit on NaN-free planes,
+/// ties and signed zeros included, for every even width up to 40 (every mix of the three
+/// parts); and both report a NaN wherever it sits: in an eight-wide block, a four-wide block,
+/// the scalar rest, the top or the bottom row of a pair.
+#[test]
+fn max_pool_plane_vector_path_equals_portable_and_finds_every_nan() {
+    use halfscale_sim::pool::{max_pool_plane_portable, PoolScalar};
+    let mut rng = SeededRng::new(21);
+    let palette = [
+        -1.0f32,
+        -0.0,
+        0.0,
+        1.0,
+        2.0,
+        f32::NEG_INFINITY,
+        0.5,
+        f32::INFINITY,
+    ];
+    for half in 1..=20 {
+        let (h, w) = (6, 2 * half);
+        let x: Vec<f32> = (0..h * w)
+            .map(|_| palette[rng.below(palette.len() as u32) as usize])
+            .collect();
+        let run = |x: &[f32], vector: bool| {
+            let (mut y, mut arg) = (vec![f32::NAN; h * w / 4], vec![9u8; h * w / 4]);
+            let clean = if vector {
+                <f32 as PoolScalar>::max_pool_plane(h, w, x, &mut y, &mut arg)
+            } else {
+                max_pool_plane_portable(h, w, x, &mut y, &mut arg)
+            };
+            (
+                clean,
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                arg,
+            )
+        };
+        let portable = run(&x, false);
+        assert!(portable.0, "w={w}");
+        assert_eq!(run(&x, true), portable, "w={w}");
+        for at in 0..h * w {
+            let mut x = x.clone();
+            x[at] = f32::NAN;
+            assert!(!run(&x, true).0, "w={w}: NaN at {at} missed");
+            assert!(!run(&x, false).0, "w={w}: NaN at {at} missed (portable)");
+        }
+    }
+}
+
 /// The dispatched backward (AVX-512 where the CPU has it) equals the portable one bit for bit,
 /// on gradients with NaN payloads, infinities and negative zeros, for every row width.
 #[test]
