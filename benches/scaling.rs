@@ -73,6 +73,11 @@ fn passes(c: &mut Criterion) {
         group.bench_function("halfscale_bf16", |b| {
             b.iter(|| black_box(census::<bf16>(&grads, 1.0)))
         });
+        // A scale that is not a power of two: every element by `Census::add_with` (the
+        // power-of-two rows above read most fates off the f32 bits instead).
+        group.bench_function("halfscale_f16_scale_3", |b| {
+            b.iter(|| black_box(census::<f16>(&grads, 3.0)))
+        });
         group.bench_function(BenchmarkId::new("anchor_copy", "f32"), |b| {
             b.iter(|| {
                 copy.copy_from_slice(&grads);

@@ -310,12 +310,72 @@ pub fn census<F: Format>(values: &[f32], scale: f32) -> Census {
 }
 
 /// The census of `values * scale` stored in `F` with the given overflow policy.
+///
+/// A power-of-two scale (a loss scale: `GradScaler` only ever doubles and halves it) takes
+/// [`census_power_of_two`]'s shortcut; any other scale counts each element by [`Census::add_with`].
 pub fn census_with<F: Format>(values: &[f32], scale: f32, overflow: Overflow) -> Census {
     let mut c = Census::default();
-    for &x in values {
-        c.add_with::<F>(f64::from(x), f64::from(scale), overflow);
+    let scale_bits = scale.to_bits();
+    let scale_exp = (scale_bits >> 23) & 0xff;
+    if scale_bits & 0x007f_ffff == 0 && scale_exp != 0 && scale_exp != 0xff && F::PRECISION <= 24 {
+        census_power_of_two::<F>(&mut c, values, scale, scale_exp as i32 - 127, overflow);
+    } else {
+        for &x in values {
+            c.add_with::<F>(f64::from(x), f64::from(scale), overflow);
+        }
     }
     c
+}
+
+/// [`census_with`] for `scale = +-2^k` (a normal f32) and `F` at most as precise as f32, read
+/// off each element's f32 bits. The product `x * 2^k` of a normal f32 `x` with exponent `e_x` is
+/// exact, with exponent `e = e_x + k` and `x`'s own 24-bit significand; when
+/// `F::EMIN <= e < F::EMAX` it is a normal number of `F` after nearest-even rounding (a carry
+/// reaches at most `F::EMAX`, whose binade holds it even in a NaN-only format, whose one missing
+/// code is the top one). So its fate is [`Fate::Exact`] when the `24 - F::PRECISION` low
+/// significand bits are zero, [`Fate::Rounded`] otherwise; its histogram bin is `e`; and the
+/// extremes of `|x|` are the extremes of its bits with the sign cleared (the order of positive
+/// floats is the order of their bits). Every other element (zero, f32 subnormal, inf, NaN, a
+/// result that underflows or overflows `F`) goes through [`Census::add_with`], so the census is
+/// the same as element by element, bit for bit (`tests/fate.rs` checks it over every exponent of
+/// every format). The shortcut is a loop of integer operations with no f64 and no `ilogb`: the
+/// cross-check runs a census over every reference gradient of every step.
+fn census_power_of_two<F: Format>(
+    c: &mut Census,
+    values: &[f32],
+    scale: f32,
+    k: i32,
+    overflow: Overflow,
+) {
+    let low_bits = (1u32 << (24 - F::PRECISION)) - 1;
+    let (mut exact, mut rounded) = (0u64, 0u64);
+    let (mut max_abs_bits, mut min_abs_bits) = (0u32, u32::MAX);
+    for &x in values {
+        let bits = x.to_bits();
+        let biased = (bits >> 23) & 0xff;
+        let e = biased as i32 - 127 + k;
+        if biased != 0 && biased != 0xff && e >= F::EMIN && e < F::EMAX {
+            if bits & low_bits == 0 {
+                exact += 1;
+            } else {
+                rounded += 1;
+            }
+            c.exp_hist[(e - HIST_MIN_EXP).clamp(0, HIST_BINS as i32 - 1) as usize] += 1;
+            let abs_bits = bits & 0x7fff_ffff;
+            max_abs_bits = max_abs_bits.max(abs_bits);
+            min_abs_bits = min_abs_bits.min(abs_bits);
+        } else {
+            c.add_with::<F>(f64::from(x), f64::from(scale), overflow);
+        }
+    }
+    c.exact += exact;
+    c.rounded += rounded;
+    if min_abs_bits != u32::MAX {
+        c.max_abs = c.max_abs.max(f64::from(f32::from_bits(max_abs_bits)));
+        c.min_nonzero_abs = c
+            .min_nonzero_abs
+            .min(f64::from(f32::from_bits(min_abs_bits)));
+    }
 }
 
 /// The power-of-two scales `2^k` worth using on a slice, from its [`Census`].

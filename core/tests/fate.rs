@@ -114,6 +114,71 @@ fn census_counts_every_fate() {
     );
 }
 
+/// The census of a slice at a power-of-two scale (which reads the fate off the f32 bits) is, bit
+/// for bit, the census counted element by element with `Census::add_with`: on every f32
+/// exponent, with significands whose low bits sit on each side of every format's quantum, both
+/// signs, in every format from FP4 to f32, at scales that move values across each end of each
+/// format (and a negative one, and one that is not a power of two), under both overflow policies.
+#[test]
+fn census_at_power_of_two_scales_equals_the_element_by_element_census() {
+    use hc::{census_with, Census, Overflow, E2M1, E2M3, E3M2, E4M3, E5M2};
+    let mut significands = vec![0u32, 0x7f_ffff, 0x40_0000, 0x55_5555, 0x2a_aaaa];
+    for j in 0..23 {
+        significands.extend([(1 << j) - 1, 1 << j, (1 << j) + 1, 0x7f_ffff ^ (1 << j)]);
+    }
+    let mut values = Vec::new();
+    for biased in 0..=255u32 {
+        for (i, &m) in significands.iter().enumerate() {
+            let sign = (i as u32 + biased) % 2;
+            values.push(f32::from_bits(sign << 31 | biased << 23 | m));
+        }
+    }
+    // Not sorted by magnitude, so the extremes are found, not read off the ends.
+    values.reverse();
+    let third = values.len() / 3;
+    values.rotate_left(third);
+    fn check<F: Format>(values: &[f32]) {
+        let scales = [
+            1.0f32,
+            65536.0,
+            2f32.powi(-24),
+            2f32.powi(-126),
+            2f32.powi(127),
+        ];
+        for scale in scales.into_iter().chain([-0.5, 3.0]) {
+            for overflow in [Overflow::Ieee, Overflow::Saturate] {
+                let mut one_by_one = Census::default();
+                for &x in values {
+                    one_by_one.add_with::<F>(f64::from(x), f64::from(scale), overflow);
+                }
+                let got = census_with::<F>(values, scale, overflow);
+                assert_eq!(
+                    got,
+                    one_by_one,
+                    "{} at scale {scale}, {overflow:?}",
+                    core::any::type_name::<F>()
+                );
+                // The values reach the normal range, exact and (below f32's precision) rounded.
+                assert!(
+                    got.exact > 0 && (got.rounded > 0 || F::PRECISION == 24),
+                    "{} at scale {scale}: {} exact, {} rounded",
+                    core::any::type_name::<F>(),
+                    got.exact,
+                    got.rounded
+                );
+            }
+        }
+    }
+    check::<f16>(&values);
+    check::<bf16>(&values);
+    check::<f32>(&values);
+    check::<E4M3>(&values);
+    check::<E5M2>(&values);
+    check::<E3M2>(&values);
+    check::<E2M3>(&values);
+    check::<E2M1>(&values);
+}
+
 #[test]
 fn safe_window_is_exact_at_both_ends() {
     let values = [3.0f32, -0.5, 1e-7];
