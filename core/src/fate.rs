@@ -335,10 +335,11 @@ pub fn census_with<F: Format>(values: &[f32], scale: f32, overflow: Overflow) ->
 /// code is the top one). So its fate is [`Fate::Exact`] when the `24 - F::PRECISION` low
 /// significand bits are zero, [`Fate::Rounded`] otherwise; its histogram bin is `e`; and the
 /// extremes of `|x|` are the extremes of its bits with the sign cleared (the order of positive
-/// floats is the order of their bits). Every other element (zero, f32 subnormal, inf, NaN, a
-/// result that underflows or overflows `F`) goes through [`Census::add_with`], so the census is
-/// the same as element by element, bit for bit (`tests/fate.rs` checks it over every exponent of
-/// every format). The shortcut is a loop of integer operations with no f64 and no `ilogb`: the
+/// floats is the order of their bits). A zero is a zero. Every other element (f32 subnormal,
+/// inf, NaN, a result that underflows or overflows `F`) goes through [`Census::add_with`], so
+/// the census is the same as element by element, bit for bit (`tests/fate.rs` checks it over
+/// every exponent of every format). The shortcut is a loop of integer operations with no f64
+/// and no `ilogb`: the
 /// cross-check runs a census over every reference gradient of every step.
 fn census_power_of_two<F: Format>(
     c: &mut Census,
@@ -348,7 +349,7 @@ fn census_power_of_two<F: Format>(
     overflow: Overflow,
 ) {
     let low_bits = (1u32 << (24 - F::PRECISION)) - 1;
-    let (mut exact, mut rounded) = (0u64, 0u64);
+    let (mut zero, mut exact, mut rounded) = (0u64, 0u64, 0u64);
     let (mut max_abs_bits, mut min_abs_bits) = (0u32, u32::MAX);
     for &x in values {
         let bits = x.to_bits();
@@ -364,10 +365,14 @@ fn census_power_of_two<F: Format>(
             let abs_bits = bits & 0x7fff_ffff;
             max_abs_bits = max_abs_bits.max(abs_bits);
             min_abs_bits = min_abs_bits.min(abs_bits);
+        } else if bits & 0x7fff_ffff == 0 {
+            // +-0 (a dead unit's gradient): zero, no bin, no extreme.
+            zero += 1;
         } else {
             c.add_with::<F>(f64::from(x), f64::from(scale), overflow);
         }
     }
+    c.zero += zero;
     c.exact += exact;
     c.rounded += rounded;
     if min_abs_bits != u32::MAX {
