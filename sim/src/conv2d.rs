@@ -10,7 +10,7 @@
 //! and positions`, `dcol = W^T * dY`, and `dX = col2im(dcol)` (scatter-add of the patches).
 
 use crate::gemm::{
-    gemm, gemm_bias_rows, gemm_gathered, sum_lanes, Gathered, Mat, MatMut, Scalar, KC,
+    gemm, gemm_bias_rows, gemm_gathered, sum_lanes_rows, Gathered, Mat, MatMut, Scalar, KC,
 };
 use std::ops::Range;
 
@@ -602,9 +602,15 @@ impl Conv2d {
 /// The bias gradient `db (+)= row sums of dY` (`dy`: one row of `np` per output channel), in
 /// `sum_lanes` order (the CUDA backend reproduces it); overwritten when `accumulate` is false.
 fn bias_grad<T: Scalar>(dy: &[T], np: usize, dbias: &mut [T], accumulate: bool) {
-    for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(np)) {
-        let s = sum_lanes(row);
-        *db = if accumulate { *db + s } else { s };
+    if !accumulate {
+        return sum_lanes_rows(dy, np, dbias);
+    }
+    for (dy, dbias) in dy.chunks(64 * np.max(1)).zip(dbias.chunks_mut(64)) {
+        let mut sums = [T::ZERO; 64];
+        sum_lanes_rows(dy, np, &mut sums[..dbias.len()]);
+        for (db, s) in dbias.iter_mut().zip(sums).take(dy.len() / np.max(1)) {
+            *db += s;
+        }
     }
 }
 

@@ -501,10 +501,7 @@ fn mx_forward_copy(r: &Recipe, site: Site, col: &[f32], copy: &mut Vec<f32>) {
 /// `sum_lanes` order of `Conv2d::backward_params`: TE's fused `cast_transpose_dbias` sums the
 /// high-precision gradient, not its FP8 copy.
 fn bias_grad_from(dy: &[f32], channels: usize, db: &mut [f32]) {
-    let per = dy.len() / channels;
-    for (b, row) in db.iter_mut().zip(dy.chunks_exact(per)) {
-        *b = crate::gemm::sum_lanes(row);
-    }
+    crate::gemm::sum_lanes_rows(dy, dy.len() / channels, db);
 }
 
 /// Merges the counts of parallel parts.

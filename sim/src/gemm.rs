@@ -481,5 +481,60 @@ pub fn sum_lanes<T: Scalar>(values: &[T]) -> T {
     for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
         *a += v;
     }
+    combine_lanes(&acc)
+}
+
+/// The pairwise combination of [`sum_lanes`]' eight partial sums.
+fn combine_lanes<T: Scalar>(acc: &[T; 8]) -> T {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// [`sum_lanes`] of each row of `values` (`row_len` elements each) into `sums`, as many rows as
+/// both hold: four rows at a time, so four rows' chains of adds interleave instead of one
+/// waiting on its own adds (a bias gradient sums 32 or 64 rows). Each row keeps its own eight
+/// partial sums in the same order: the same bits as [`sum_lanes`] row by row.
+pub fn sum_lanes_rows<T: Scalar>(values: &[T], row_len: usize, sums: &mut [T]) {
+    if row_len == 0 {
+        sums.fill(T::ZERO);
+        return;
+    }
+    let rows = sums.len().min(values.len() / row_len);
+    let (values, sums) = (&values[..rows * row_len], &mut sums[..rows]);
+    let mut quads = values.chunks_exact(4 * row_len);
+    let mut outs = sums.chunks_exact_mut(4);
+    for (quad, out) in (&mut quads).zip(&mut outs) {
+        let (r01, r23) = quad.split_at(2 * row_len);
+        let (r0, r1) = r01.split_at(row_len);
+        let (r2, r3) = r23.split_at(row_len);
+        let mut acc = [[T::ZERO; 8]; 4];
+        for (((a, b), c), d) in r0
+            .chunks_exact(8)
+            .zip(r1.chunks_exact(8))
+            .zip(r2.chunks_exact(8))
+            .zip(r3.chunks_exact(8))
+        {
+            for l in 0..8 {
+                acc[0][l] += a[l];
+                acc[1][l] += b[l];
+                acc[2][l] += c[l];
+                acc[3][l] += d[l];
+            }
+        }
+        let tail = row_len / 8 * 8;
+        for (acc, row) in acc.iter_mut().zip([r0, r1, r2, r3]) {
+            for (a, &v) in acc.iter_mut().zip(&row[tail..]) {
+                *a += v;
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(&acc) {
+            *o = combine_lanes(acc);
+        }
+    }
+    for (row, o) in quads
+        .remainder()
+        .chunks_exact(row_len)
+        .zip(outs.into_remainder())
+    {
+        *o = sum_lanes(row);
+    }
 }

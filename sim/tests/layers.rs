@@ -698,3 +698,28 @@ fn conv_forward_by_tap_blocks_equals_the_whole_matrix() {
         }
     }
 }
+
+/// `sum_lanes_rows` (four rows' chains interleaved) is `sum_lanes` row by row, bit for bit, for
+/// every row length to 40 (whole chunks of eight and every tail) and row counts that leave 0 to
+/// 3 rows after the groups of four, on values of mixed sign and magnitude (so any other order
+/// of the adds would round differently).
+#[test]
+fn sum_lanes_rows_is_sum_lanes_row_by_row() {
+    use halfscale_sim::gemm::{sum_lanes, sum_lanes_rows};
+    let mut rng = SeededRng::new(31);
+    for row_len in 1..=40 {
+        for rows in 0..=9 {
+            let values: Vec<f32> = (0..rows * row_len)
+                .map(|_| rng.uniform(-1.0, 1.0) * 10f32.powi(rng.below(7) as i32 - 3))
+                .collect();
+            let want: Vec<u32> = values
+                .chunks_exact(row_len)
+                .map(|r| sum_lanes(r).to_bits())
+                .collect();
+            let mut got = vec![f32::NAN; rows];
+            sum_lanes_rows(&values, row_len, &mut got);
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{rows} rows of {row_len}");
+        }
+    }
+}
