@@ -311,8 +311,9 @@ pub fn census<F: Format>(values: &[f32], scale: f32) -> Census {
 
 /// The census of `values * scale` stored in `F` with the given overflow policy.
 ///
-/// A power-of-two scale (a loss scale: `GradScaler` only ever doubles and halves it) takes
-/// [`census_power_of_two`]'s shortcut; any other scale counts each element by [`Census::add_with`].
+/// A power-of-two scale (a loss scale: `GradScaler` only ever doubles and halves it) reads
+/// most fates off the f32 bits (`census_power_of_two`, the same census bit for bit); any other
+/// scale counts each element by [`Census::add_with`].
 pub fn census_with<F: Format>(values: &[f32], scale: f32, overflow: Overflow) -> Census {
     let mut c = Census::default();
     let scale_bits = scale.to_bits();
