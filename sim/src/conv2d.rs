@@ -602,16 +602,11 @@ impl Conv2d {
 /// The bias gradient `db (+)= row sums of dY` (`dy`: one row of `np` per output channel), in
 /// `sum_lanes` order (the CUDA backend reproduces it); overwritten when `accumulate` is false.
 fn bias_grad<T: Scalar>(dy: &[T], np: usize, dbias: &mut [T], accumulate: bool) {
-    if !accumulate {
-        return sum_lanes_rows(dy, np, dbias);
-    }
-    for (dy, dbias) in dy.chunks(64 * np.max(1)).zip(dbias.chunks_mut(64)) {
-        let mut sums = [T::ZERO; 64];
-        sum_lanes_rows(dy, np, &mut sums[..dbias.len()]);
-        for (db, s) in dbias.iter_mut().zip(sums).take(dy.len() / np.max(1)) {
-            *db += s;
-        }
-    }
+    let dy = &dy[..dy.len().min(dbias.len() * np)];
+    sum_lanes_rows(dy, np, |row, s| {
+        let db = &mut dbias[row];
+        *db = if accumulate { *db + s } else { s };
+    });
 }
 
 /// Input channels per block of [`Conv2d::backward_input`]: 8 channels of conv2 are 200 taps,

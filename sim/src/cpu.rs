@@ -501,7 +501,9 @@ fn mx_forward_copy(r: &Recipe, site: Site, col: &[f32], copy: &mut Vec<f32>) {
 /// `sum_lanes` order of `Conv2d::backward_params`: TE's fused `cast_transpose_dbias` sums the
 /// high-precision gradient, not its FP8 copy.
 fn bias_grad_from(dy: &[f32], channels: usize, db: &mut [f32]) {
-    crate::gemm::sum_lanes_rows(dy, dy.len() / channels, db);
+    let per = dy.len() / channels;
+    let dy = &dy[..dy.len().min(db.len() * per)];
+    crate::gemm::sum_lanes_rows(dy, per, |row, s| db[row] = s);
 }
 
 /// Merges the counts of parallel parts.

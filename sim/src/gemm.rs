@@ -489,20 +489,16 @@ fn combine_lanes<T: Scalar>(acc: &[T; 8]) -> T {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
-/// [`sum_lanes`] of each row of `values` (`row_len` elements each) into `sums`, as many rows as
-/// both hold: four rows at a time, so four rows' chains of adds interleave instead of one
-/// waiting on its own adds (a bias gradient sums 32 or 64 rows). Each row keeps its own eight
-/// partial sums in the same order: the same bits as [`sum_lanes`] row by row.
-pub fn sum_lanes_rows<T: Scalar>(values: &[T], row_len: usize, sums: &mut [T]) {
+/// [`sum_lanes`] of each whole row of `values` (`row_len` elements each), handed to
+/// `sink(row, sum)` in row order: four rows at a time, so four rows' chains of adds interleave
+/// instead of one waiting on its own adds (a bias gradient sums 32 or 64 rows). Each row keeps
+/// its own eight partial sums in the same order: the same bits as [`sum_lanes`] row by row.
+pub fn sum_lanes_rows<T: Scalar>(values: &[T], row_len: usize, mut sink: impl FnMut(usize, T)) {
     if row_len == 0 {
-        sums.fill(T::ZERO);
         return;
     }
-    let rows = sums.len().min(values.len() / row_len);
-    let (values, sums) = (&values[..rows * row_len], &mut sums[..rows]);
     let mut quads = values.chunks_exact(4 * row_len);
-    let mut outs = sums.chunks_exact_mut(4);
-    for (quad, out) in (&mut quads).zip(&mut outs) {
+    for (q, quad) in (&mut quads).enumerate() {
         let (r01, r23) = quad.split_at(2 * row_len);
         let (r0, r1) = r01.split_at(row_len);
         let (r2, r3) = r23.split_at(row_len);
@@ -526,15 +522,12 @@ pub fn sum_lanes_rows<T: Scalar>(values: &[T], row_len: usize, sums: &mut [T]) {
                 *a += v;
             }
         }
-        for (o, acc) in out.iter_mut().zip(&acc) {
-            *o = combine_lanes(acc);
+        for (r, acc) in acc.iter().enumerate() {
+            sink(4 * q + r, combine_lanes(acc));
         }
     }
-    for (row, o) in quads
-        .remainder()
-        .chunks_exact(row_len)
-        .zip(outs.into_remainder())
-    {
-        *o = sum_lanes(row);
+    let done = values.len() / (4 * row_len) * 4;
+    for (r, row) in quads.remainder().chunks_exact(row_len).enumerate() {
+        sink(done + r, sum_lanes(row));
     }
 }

@@ -717,7 +717,7 @@ fn sum_lanes_rows_is_sum_lanes_row_by_row() {
                 .map(|r| sum_lanes(r).to_bits())
                 .collect();
             let mut got = vec![f32::NAN; rows];
-            sum_lanes_rows(&values, row_len, &mut got);
+            sum_lanes_rows(&values, row_len, |r, s| got[r] = s);
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, want, "{rows} rows of {row_len}");
         }
