@@ -340,8 +340,7 @@ pub fn census_with<F: Format>(values: &[f32], scale: f32, overflow: Overflow) ->
 /// inf, NaN, a result that underflows or overflows `F`) goes through [`Census::add_with`], so
 /// the census is the same as element by element, bit for bit (`tests/fate.rs` checks it over
 /// every exponent of every format). The shortcut is a loop of integer operations with no f64
-/// and no `ilogb`: the
-/// cross-check runs a census over every reference gradient of every step.
+/// and no `ilogb`: the cross-check runs a census over every reference gradient of every step.
 fn census_power_of_two<F: Format>(
     c: &mut Census,
     values: &[f32],

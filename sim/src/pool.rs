@@ -292,10 +292,11 @@ pub fn max_pool_plane_portable<T: Scalar>(
 /// [`max_pool_rows_portable`] for the rest. The maxima are the portable rule's selections
 /// (`vmaxps x, y` is `x > y ? x : y`), and each winner is read off the comparisons that chose
 /// it (`m2 > m1 ? 2 + (e > c) : (b > a)`): every comparison is strict, so that is the first
-/// element equal to the maximum, the portable index; the results are identical. The NaN test rides along (an
-/// unordered compare of the window's elements, or-ed over the plane) instead of a pass of its
-/// own, and the whole plane is one call: dispatching each row pair and storing its winners
-/// byte by byte had cost as much as the maxima themselves (4.9 % of a bf16 step, `perf`).
+/// element equal to the maximum, the portable index; the results are identical. The NaN test
+/// rides along (an unordered compare of the window's elements, or-ed over the plane) instead
+/// of a pass of its own, and the whole plane is one call: dispatching each row pair and
+/// storing its winners byte by byte had cost as much as the maxima themselves (5.4 % of a
+/// bf16 step, `perf`).
 ///
 /// # Safety
 /// The CPU must support AVX2; `h` and `w` are even, `x.len() == h * w` and
@@ -405,9 +406,7 @@ unsafe fn max_pool_plane_avx2(
             }
             o += 4;
         }
-        #[allow(clippy::eq_op)]
-        let tail_nan = top[2 * o..].iter().chain(&bot[2 * o..]).any(|&v| v != v);
-        nan_tail |= tail_nan;
+        nan_tail |= top[2 * o..].iter().chain(&bot[2 * o..]).any(|v| v.is_nan());
         max_pool_rows_portable(&top[2 * o..], &bot[2 * o..], &mut out[o..], &mut idx[o..]);
     }
     _mm256_movemask_ps(nan8) == 0 && _mm_movemask_ps(nan4) == 0 && !nan_tail
